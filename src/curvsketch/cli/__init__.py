@@ -1,0 +1,1 @@
+"""The ``curvsketch`` command line."""
