@@ -6,6 +6,17 @@ Layers (imports point down): ``cli`` → ``experiments`` → ``analysis`` / ``sk
 
 __version__ = "0.1.0"
 
+from curvsketch.analysis import (
+    best_mask,
+    chance_overlap,
+    grassmann_metrics,
+    magnitude_mask,
+    mask_overlap,
+    overlap,
+    overlap_curve,
+    principal_angles,
+    random_mask,
+)
 from curvsketch.operators import (
     DenseOperator,
     GGNOperator,
@@ -28,7 +39,16 @@ __all__ = [
     "Operator",
     "__version__",
     "as_operator",
+    "best_mask",
+    "chance_overlap",
     "dense_ggn",
     "dense_hessian",
     "dense_matrix",
+    "grassmann_metrics",
+    "magnitude_mask",
+    "mask_overlap",
+    "overlap",
+    "overlap_curve",
+    "principal_angles",
+    "random_mask",
 ]
