@@ -29,15 +29,30 @@ from curvsketch.operators import (
     dense_hessian,
     dense_matrix,
 )
+from curvsketch.progress import Progress
+from curvsketch.sketch import (
+    EighResult,
+    ErrorEstimate,
+    SvdResult,
+    aposteriori_error,
+    make_noise,
+    seigh,
+    ssvd,
+)
 
 __all__ = [
     "DenseOperator",
+    "EighResult",
+    "ErrorEstimate",
     "GGNOperator",
     "HessianOperator",
     "LinearOperator",
     "NonDeterminismError",
     "Operator",
+    "Progress",
+    "SvdResult",
     "__version__",
+    "aposteriori_error",
     "as_operator",
     "best_mask",
     "chance_overlap",
@@ -46,9 +61,12 @@ __all__ = [
     "dense_matrix",
     "grassmann_metrics",
     "magnitude_mask",
+    "make_noise",
     "mask_overlap",
     "overlap",
     "overlap_curve",
     "principal_angles",
     "random_mask",
+    "seigh",
+    "ssvd",
 ]

@@ -1,0 +1,69 @@
+"""Sketched eigendecompositions and SVDs from operator products, with error estimates.
+
+* :func:`seigh` — symmetric eigendecomposition (single pass, HMT two-pass, Nyström);
+* :func:`ssvd` — SVD of a rectangular operator;
+* :func:`aposteriori_error` — error of any approximation, with probability and scree
+  bounds;
+* test operators addressable by ``(seed, index)``: :func:`make_noise`,
+  :class:`GaussianNoise`, :class:`RademacherNoise`, :class:`SSRFTNoise`;
+* building blocks for a store layer: :func:`measure_block` and the ``recover_*``
+  functions in :mod:`curvsketch.sketch.recovery`.
+
+All after Tropp, Yurtsever, Udell, Cevher (2019) "Streaming low-rank matrix
+approximation with an application to scientific simulation".
+"""
+
+from curvsketch.sketch.aposteriori import (
+    ErrorEstimate,
+    aposteriori_error,
+    error_probability_bounds,
+    scree_bounds,
+)
+from curvsketch.sketch.lowrank import LowRankOperator
+from curvsketch.sketch.measure import NonFiniteMeasurementError, measure_block
+from curvsketch.sketch.noise import (
+    NOISE_KINDS,
+    GaussianNoise,
+    NoiseOperator,
+    RademacherNoise,
+    make_noise,
+)
+from curvsketch.sketch.recovery import (
+    IndefiniteOperatorError,
+    core_solve,
+    recover_hmt,
+    recover_nystrom,
+    recover_singlepass,
+    recover_svd,
+)
+from curvsketch.sketch.result import EighResult, SvdResult
+from curvsketch.sketch.seigh import RECOVERIES, seigh
+from curvsketch.sketch.ssrft import SSRFTNoise
+from curvsketch.sketch.ssvd import ssvd
+
+__all__ = [
+    "NOISE_KINDS",
+    "RECOVERIES",
+    "EighResult",
+    "ErrorEstimate",
+    "GaussianNoise",
+    "IndefiniteOperatorError",
+    "LowRankOperator",
+    "NoiseOperator",
+    "NonFiniteMeasurementError",
+    "RademacherNoise",
+    "SSRFTNoise",
+    "SvdResult",
+    "aposteriori_error",
+    "core_solve",
+    "error_probability_bounds",
+    "make_noise",
+    "measure_block",
+    "recover_hmt",
+    "recover_nystrom",
+    "recover_singlepass",
+    "recover_svd",
+    "scree_bounds",
+    "seigh",
+    "ssvd",
+]

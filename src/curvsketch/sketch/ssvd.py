@@ -1,0 +1,149 @@
+"""SSVD: sketched singular value decomposition of a rectangular operator.
+
+Fernandez, Schneider, Mahsereci, Hennig (TMLR 2025), §3, Alg. 1, i.e. the sketch of Tropp,
+Yurtsever, Udell, Cevher, "Streaming low-rank matrix approximation with an application to
+scientific simulation", SIAM J. Sci. Comput. 41(4), 2019: with independent test operators
+``Υ, Ω`` (``o × M``, ``o × N``) and ``Φ, Ψ`` (``s × M``, ``s × N``) measure the co-range
+sketch ``X = ΥA`` (``o`` adjoint products), the range sketch ``Y = AΩᵀ`` (``o`` products)
+and the core sketch ``Z = ΦAΨᵀ`` (``s`` products); then ``Q = orth(Y)``, ``P = orth(Xᵀ)``,
+``C = (ΦQ)⁺ Z ((ΨP)⁺)ᵀ``, ``C = W Σ Tᵀ`` and ``A ≈ (QW) Σ (PT)ᵀ``: ``2o + s`` products.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from curvsketch.progress import Progress
+from curvsketch.sketch.measure import block_ranges, has_adjoint, measure_block
+from curvsketch.sketch.noise import NoiseOperator, make_noise
+from curvsketch.sketch.recovery import recover_svd, stage_timer
+from curvsketch.sketch.result import SvdResult
+from curvsketch.sketch.validate import (
+    check_block_size,
+    check_count,
+    check_noise,
+    check_operator,
+    check_seed,
+    resolve_dtype_device,
+)
+
+__all__ = ["STREAMS", "ssvd"]
+
+#: Stream names of the four test operators under the user seed.
+STREAMS = {"upsilon": "ssvd.upsilon", "omega": "ssvd.omega", "phi": "ssvd.phi", "psi": "ssvd.psi"}
+
+
+def _measure(
+    op: Any,
+    test: NoiseOperator,
+    rows: int,
+    block: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    bar: Progress,
+    *,
+    inner: NoiseOperator | None = None,
+    adjoint: bool = False,
+) -> torch.Tensor:
+    """Measure ``op @ Ω[:rows]ᵀ`` (or ``opᵀ``, or ``Φ`` of it) block by block."""
+    out_rows = inner.num_rows if inner is not None else op.shape[1 if adjoint else 0]
+    out = torch.empty((out_rows, rows), dtype=dtype, device=device)
+    for i0, i1 in block_ranges(0, rows, block):
+        y, z = measure_block(
+            op, test, i0, i1, inner=inner, adjoint=adjoint, dtype=dtype, device=device
+        )
+        out[:, i0:i1] = z if z is not None else y
+        bar.update(i1 - i0)
+    return out
+
+
+def ssvd(
+    op: Any,
+    outer: int,
+    inner: int | None = None,
+    *,
+    noise: str = "ssrft",
+    seed: int = 0,
+    block_size: int | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> SvdResult:
+    """Sketched SVD of an ``M × N`` operator (Fernandez et al. 2025, Alg. 1; module doc).
+
+    Args:
+        op: operator with ``.shape == (M, N)``, ``.dtype``, ``.device``, ``op @ X`` and an
+            adjoint (``op.rmatmul(X)`` or ``op.T @ X``); tensors/arrays are wrapped.
+        outer: ``o``, the number of singular triplets.
+        inner: ``s`` (default ``min(2·outer, M, N)``), ``outer <= s <= min(M, N)``.
+        noise: ``"ssrft"``, ``"gaussian"`` or ``"rademacher"``.
+        seed: seed of the four test operators.
+        block_size: test vectors per operator product (default ``min(64, 2o + s)``).
+        dtype: must be ``None`` or ``op.dtype``.
+        device: must be ``None`` or ``op.device``.
+        progress: report products on stderr.
+
+    Returns:
+        :class:`SvdResult` (``σ`` descending, ``U`` and ``V`` factored); ``2o + s`` products.
+
+    Raises:
+        ValueError: bad sizes or names, dtype/device mismatch, non-finite measurements.
+        TypeError: the operator has no adjoint product.
+    """
+    op = check_operator(op, "ssvd")
+    m, n = int(op.shape[0]), int(op.shape[1])
+    small = min(m, n)
+    outer = check_count("outer", outer, 1, "the number of singular triplets to sketch")
+    if outer > small:
+        raise ValueError(
+            f"outer={outer} exceeds min(M, N)={small} for an operator of shape ({m}, {n}); "
+            f"use outer <= {small}"
+        )
+    if inner is None:
+        inner = min(2 * outer, small)
+    inner = check_count("inner", inner, 1, "the core sketch size s; the paper uses 2*outer")
+    if inner < outer:
+        raise ValueError(f"inner={inner} must be >= outer={outer}; the paper uses 2*outer")
+    if inner > small:
+        raise ValueError(
+            f"inner={inner} exceeds min(M, N)={small}; cap it: inner=min(inner, M, N) = {small}"
+        )
+    noise = check_noise(noise)
+    seed = check_seed(seed)
+    dtype, device = resolve_dtype_device(op, dtype, device, "ssvd")
+    if not has_adjoint(op):
+        raise TypeError(
+            f"ssvd: {type(op).__name__} has no adjoint product; it needs op.rmatmul(x) or "
+            "op.T @ x (e.g. a curvsketch.operators.LinearOperator implementing _rmatmat)"
+        )
+    num_products = 2 * outer + inner
+    block = check_block_size(block_size, num_products)
+
+    upsilon = make_noise(noise, outer, m, seed, STREAMS["upsilon"])
+    omega = make_noise(noise, outer, n, seed, STREAMS["omega"])
+    phi = make_noise(noise, inner, m, seed, STREAMS["phi"])
+    psi = make_noise(noise, inner, n, seed, STREAMS["psi"])
+    timings: dict[str, float] = {}
+    with (
+        Progress(num_products, "ssvd products", enabled=progress, unit="products") as bar,
+        stage_timer(timings, "measure"),
+    ):
+        xt = _measure(op, upsilon, outer, block, dtype, device, bar, adjoint=True)
+        y = _measure(op, omega, outer, block, dtype, device, bar)
+        z = _measure(op, psi, inner, block, dtype, device, bar, inner=phi)
+    sigma, q, w, p, t = recover_svd(xt, y, z, phi, psi, block_size=block, timings=timings)
+    return SvdResult(
+        singular_values=sigma,
+        left_basis=q,
+        left_rot=w,
+        right_basis=p,
+        right_rot=t,
+        noise=noise,
+        seed=seed,
+        outer=outer,
+        inner=inner,
+        num_products=num_products,
+        timings=timings,
+    )
