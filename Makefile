@@ -47,6 +47,7 @@ $(BENCH)/.installed: pyproject.toml
 	@test -x $(BENCH)/bin/python || $(PYTHON) -m venv $(BENCH)
 	$(BENCH)/bin/python -m pip install -q -e '.[test]' torch==2.13.0
 	$(BENCH)/bin/python -m pip install -q --no-deps curvlinops-for-pytorch==3.0.1 \
-	    backpack-for-pytorch einops einconv opt-einsum tqdm linear_operator jaxtyping wadler-lindig
+	    backpack-for-pytorch einops einconv opt-einsum tqdm linear_operator jaxtyping wadler-lindig \
+	    skerch==1.2.0 torch-dct h5py
 	@$(BENCH)/bin/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else f'wrong torch {v}')"
 	@touch $(BENCH)/.installed

@@ -171,3 +171,24 @@ def test_parameter_vector_order():
     expected = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     assert torch.equal(op.parameter_vector(), expected)
     assert op.param_names == [n for n, _ in model.named_parameters()]
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["hessian", "ggn"])
+def test_cuda_products_match_cpu(dtype, kind):
+    model = small_cnn()
+    X, y = classification_data(n=24, c=4, shape=(1, 8, 8))
+    cls = HessianOperator if kind == "hessian" else GGNOperator
+    V = torch.randn(sum(p.numel() for p in model.parameters()), 6, dtype=torch.float64)
+    ref = cls(model, F.cross_entropy, (X, y)) @ V
+    model_gpu = small_cnn().to("cuda", dtype)
+    op = cls(model_gpu, F.cross_entropy, (X, y))  # data moved to the model's device per batch
+    assert op.device.type == "cuda" and op.dtype == dtype
+    out = op @ V.to("cuda", dtype)
+    assert out.device.type == "cuda"
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    assert rel(out.double().cpu(), ref) < tol

@@ -1,24 +1,116 @@
-"""Entry point of the ``curvsketch`` command: parses arguments, calls experiments."""
+"""Entry point of the ``curvsketch`` command: parses arguments, calls experiments.
+
+No maths here: every command builds a configuration and hands it to
+:mod:`curvsketch.experiments`; this module only formats what comes back.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from curvsketch import __version__
 
+EPILOG = """\
+examples:
+  curvsketch demo                       the paper's 16x16 MNIST study (~10 min on 2 cores)
+  curvsketch demo --quick               the same net, 3 steps, sketch only (~2 min)
+  curvsketch run configs/mnist16.toml --out results/mnist16
+  curvsketch run configs/cifar10_3c3d.toml --data-root ~/data
+  curvsketch metrics-study --out results/metrics
+
+Outputs (in --out): results.json (settings, per step and split the overlaps at the
+configured k for each mask kind, exact and sketched, chance, eigenvalues, error
+estimates, timings), arrays.npz (full curves and spectra), figures/*.png,
+checkpoints/ and steps/ (reused when the same command runs again).
+"""
+
+
+def _summary_table(results: dict) -> str:
+    """Format the study summary as a fixed-width table."""
+    rows = results.get("summary", [])
+    if not rows:
+        return "(no step reached the main k; see results.json)"
+    head = (
+        f"{'step':>6} {'split':>5} {'k':>4} {'magnitude':>9} {'exact':>7} {'|diff|':>7} "
+        f"{'random':>7} {'best':>7} {'chance':>7} {'÷chance':>7} {'rel.err':>7} {'top10 λ':>8}"
+    )
+    lines = [head, "-" * len(head)]
+
+    def f(x: float | None, w: int = 7, p: int = 4) -> str:
+        return f"{x:>{w}.{p}f}" if x is not None else f"{'—':>{w}}"
+
+    for r in rows:
+        top10 = r.get("top10_eigenvalue_max_rel_error")
+        lines.append(
+            f"{r['step']:>6} {r['split']:>5} {r['k']:>4} {r['magnitude_sketched']:>9.4f} "
+            f"{f(r.get('magnitude_exact'))} {f(r.get('abs_diff_sketched_exact'))} "
+            f"{f(r['random'])} {f(r['best'])} {f(r['chance'])} {f(r['ratio_to_chance'], 7, 2)} "
+            f"{f(r['relative_error'], 7, 3)} "
+            + (f"{100 * top10:>7.2f}%" if top10 is not None else f"{'—':>8}")
+        )
+    return "\n".join(lines)
+
+
+def _print_results(results: dict, out: Path) -> None:
+    model = results["model"]
+    print(f"\n{results['name']}: {model['name']} with D = {model['num_params']:,} parameters")
+    print(
+        "Overlap of the top-k magnitude mask with the top-k Hessian eigenspace (sketched), "
+        "exact where computed,\nrandom-mask mean, best mask, chance k/D, magnitude ÷ chance, "
+        "a-posteriori relative error ‖H−Ĥ‖_F/‖H‖_F,\nand the max relative error of the top-10 "
+        "sketched eigenvalues against exact:\n"
+    )
+    print(_summary_table(results))
+    if results.get("reused_analyses"):
+        print(f"\n(reused {results['reused_analyses']} finished analyses from {out / 'steps'})")
+    print(f"\nresults: {out / 'results.json'}   figures: {out / 'figures'}/")
+    print(f"total {results['seconds']:.1f} s")
+
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from curvsketch.experiments.exact_demo import run_exact_demo
+    from curvsketch.experiments.pipeline import run_study
+    from curvsketch.experiments.presets import preset
 
-    res = run_exact_demo(progress=not args.quiet)
-    print("\ncurvsketch demo: paper MLP (7,030 parameters) on 16x16 MNIST, exact Hessian on")
-    print("500 class-balanced held-out digits; top-10 eigenvalues by |λ|\n")
-    for step in res.steps:
-        vals = " ".join(f"{v:8.4f}" for v in res.top_eigenvalues[step])
-        print(f"step {step:5d}  test acc {res.test_accuracy[step]:.3f}  λ: {vals}")
-    print(f"\ntrain {res.seconds['train']:.1f} s, Hessians {res.seconds['hessians']:.1f} s")
+    config = preset("quick" if args.quick else "demo")
+    out = Path(args.out or ("demo_results/quick" if args.quick else "demo_results/full"))
+    results = run_study(config, out, progress=not args.quiet)
+    _print_results(results, out)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from curvsketch.experiments.config import load_config
+    from curvsketch.experiments.pipeline import run_study
+    from curvsketch.experiments.sweep import run_sweep
+
+    config = load_config(args.config)
+    if args.data_root:
+        config = dataclasses.replace(
+            config, data=dataclasses.replace(config.data, root=args.data_root)
+        )
+    out = Path(args.out or Path("results") / config.name)
+    if config.sweep.widths:
+        summary = run_sweep(config, out, progress=not args.quiet)
+        print(summary["table"])
+        print(f"\nfigure: {summary['figure']}   results: {out / 'sweep.json'}")
+        return 0
+    results = run_study(config, out, progress=not args.quiet)
+    _print_results(results, out)
+    return 0
+
+
+def _cmd_metrics_study(args: argparse.Namespace) -> int:
+    from curvsketch.analysis import plot_metrics_study, run_metrics_study
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_metrics_study(dims=tuple(args.dims), n_samples=args.samples, seed=args.seed)
+    path = plot_metrics_study(result, out / "metrics_study.png")
+    print(f"figure: {path}")
     return 0
 
 
@@ -26,27 +118,83 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``curvsketch`` command."""
     parser = argparse.ArgumentParser(
         prog="curvsketch",
-        description="Sketched Hessian eigendecompositions of neural networks, with error bars, "
-        "and how magnitude masks align with the top eigenspaces.",
+        description="Sketched Hessian eigendecompositions of neural networks, with error "
+        "bars, and how magnitude masks align with the top eigenspaces "
+        "(Fernandez et al., TMLR 2025).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"curvsketch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
     demo = sub.add_parser(
-        "demo", help="train the paper's MNIST MLP and report its top Hessian eigenvalues"
+        "demo",
+        help="the paper's 16x16 MNIST study on the bundled data",
+        description="Train the paper's 7,030-parameter MLP on 16x16 MNIST (bundled 5k sample), "
+        "compute exact and sketched (o=355, s=710) Hessian eigenpairs on 500 train and 500 "
+        "test digits at steps 0, 100, 250, 500, 1000, and report how the top-k magnitude "
+        "mask overlaps the top-k eigenspace.",
+    )
+    demo.add_argument(
+        "--out", help="output directory (default demo_results/full or demo_results/quick)"
+    )
+    demo.add_argument(
+        "--quick", action="store_true", help="300 steps, 3 analyses, sketch only (~2 min)"
     )
     demo.add_argument("--quiet", action="store_true", help="no progress output")
     demo.set_defaults(func=_cmd_demo)
+
+    run = sub.add_parser(
+        "run",
+        help="run a study from a TOML configuration",
+        description="Run the study described by CONFIG (see configs/ for the paper's settings). "
+        "A second run into the same --out reuses finished steps.",
+    )
+    run.add_argument("config", help="TOML file, e.g. configs/mnist16.toml")
+    run.add_argument("--out", help="output directory (default results/<config name>)")
+    run.add_argument("--data-root", help="folder holding a local data set (overrides data.root)")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.set_defaults(func=_cmd_run)
+
+    ms = sub.add_parser(
+        "metrics-study",
+        help="the synthetic study of the Grassmann metrics (random pairs vs D and ρ)",
+        description="Draw random pairs (subspace-subspace, subspace-mask, mask-mask) over "
+        "dimensions D and ratios ρ = k/D and plot medians with 5-95%% bands per metric.",
+    )
+    ms.add_argument("--out", default="results/metrics_study", help="output directory")
+    ms.add_argument("--dims", type=int, nargs="+", default=[32, 64, 128, 256], help="dimensions D")
+    ms.add_argument("--samples", type=int, default=12, help="random pairs per (D, ρ)")
+    ms.add_argument("--seed", type=int, default=0)
+    ms.set_defaults(func=_cmd_metrics_study)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``curvsketch`` command with ``argv`` (default: ``sys.argv[1:]``)."""
+    """Run the ``curvsketch`` command with ``argv`` (default: ``sys.argv[1:]``).
+
+    Known failures (a missing file or data folder, a bad configuration) print one line
+    starting with ``curvsketch: error:`` and exit with status 2.
+    """
+    from curvsketch.experiments.config import ConfigError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"curvsketch: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "\ncurvsketch: interrupted; finished steps are kept and reused on the next run",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,264 @@
+"""Figures of a study, drawn from its results (``results.json`` + ``arrays.npz``).
+
+Equivalents of the figures of Fernandez et al. (TMLR 2025), ``docs/paper.md`` §4:
+overlap vs step (exact, sketched, random, chance), overlap ÷ chance vs k at several steps,
+the mask study (best / magnitude / random / chance vs k), Grassmann metrics over training,
+stabilisation heatmaps, spectra, runtime per stage, and other per-parameter scores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["draw_all"]
+
+KIND_STYLE = {"exact": "-", "sketched": "--"}
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _analyses(results: dict[str, Any], split: str) -> list[dict[str, Any]]:
+    return sorted((a for a in results["analyses"] if a["split"] == split), key=lambda a: a["step"])
+
+
+def _splits(results: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(a["split"] for a in results["analyses"]))
+
+
+def _arr(results: dict[str, Any], split: str, step: int, name: str) -> np.ndarray | None:
+    return results.arrays.get(f"{split}/step_{step}/{name}")
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
+def overlap_vs_step(results: dict[str, Any], path: Path) -> Path:
+    """Magnitude-mask overlap at the main k vs step: exact, sketched, random, chance."""
+    plt = _plt()
+    k = str(results["settings"]["analysis"]["main_k"])
+    splits = _splits(results)
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.8), squeeze=False)
+    for ax, split in zip(axes[0], splits, strict=True):
+        an = [a for a in _analyses(results, split) if k in a["overlap"]["magnitude"]["sketched"]]
+        steps = [a["step"] for a in an]
+        for kind in ("exact", "sketched"):
+            vals = [a["overlap"]["magnitude"].get(kind, {}).get(k) for a in an]
+            if all(v is not None for v in vals) and vals:
+                ax.plot(steps, vals, KIND_STYLE[kind], marker="o", label=f"magnitude mask ({kind})")
+        rnd = np.array([a["overlap"]["random_mean"]["sketched"][k] for a in an])
+        ax.plot(steps, rnd, ":", marker=".", color="gray", label="random mask (mean)")
+        ax.axhline(
+            an[0]["overlap"]["chance"]["any"][k] if an else 0, color="k", lw=0.8, label="chance k/D"
+        )
+        ax.set(
+            xlabel="SGD step",
+            ylabel=f"overlap at k = {k}",
+            title=f"H_{split}: mask vs top-{k} eigenspace",
+        )
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def ratio_vs_k(results: dict[str, Any], path: Path) -> Path:
+    """Magnitude overlap ÷ chance for every k at several steps (sketched, log-log)."""
+    plt = _plt()
+    splits = _splits(results)
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.8), squeeze=False)
+    for ax, split in zip(axes[0], splits, strict=True):
+        for a in _analyses(results, split):
+            c = _arr(results, split, a["step"], "curve_magnitude_sketched")
+            ch = _arr(results, split, a["step"], "curve_chance")
+            if c is None:
+                continue
+            k = np.arange(1, c.size + 1)
+            ax.loglog(k, np.maximum(c / ch, 1e-6), label=f"step {a['step']}")
+        ax.axhline(1.0, color="k", lw=0.8, label="chance")
+        ax.set(xlabel="k", ylabel="overlap ÷ chance", title=f"H_{split}: magnitude mask, sketched")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def mask_study(results: dict[str, Any], path: Path) -> Path:
+    """Best / magnitude / random / chance overlap vs k at the last analysed step."""
+    plt = _plt()
+    splits = _splits(results)
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.8), squeeze=False)
+    for ax, split in zip(axes[0], splits, strict=True):
+        step = _analyses(results, split)[-1]["step"]
+        kind = "exact" if _arr(results, split, step, "curve_best_exact") is not None else "sketched"
+        curve = {
+            n: _arr(results, split, step, f"curve_{n}_{kind}")
+            for n in ("best", "magnitude", "random_mean", "random_std")
+        }
+        k = np.arange(1, curve["magnitude"].size + 1)
+        ax.plot(k, curve["best"], label="best mask")
+        ax.plot(k, curve["magnitude"], label="magnitude mask")
+        m, s = curve["random_mean"], curve["random_std"]
+        ax.plot(k, m, label="random mask (mean ± std)")
+        ax.fill_between(k, m - s, m + s, alpha=0.3)
+        ax.plot(k, _arr(results, split, step, "curve_chance"), "k:", label="chance k/D")
+        ax.set(xlabel="k", ylabel="overlap", title=f"H_{split}, step {step} ({kind})")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def scores_study(results: dict[str, Any], path: Path) -> Path:
+    """Overlap vs k for masks from several per-parameter scores (last step, sketched)."""
+    plt = _plt()
+    splits = _splits(results)
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.8), squeeze=False)
+    for ax, split in zip(axes[0], splits, strict=True):
+        step = _analyses(results, split)[-1]["step"]
+        for name in ("magnitude", "gradient", "ggn_diag", "diag_h2", "best"):
+            c = _arr(results, split, step, f"curve_{name}_sketched")
+            if c is not None:
+                ax.plot(np.arange(1, c.size + 1), c, label=name.replace("_", " "))
+        ax.plot(
+            np.arange(1, c.size + 1),
+            _arr(results, split, step, "curve_chance"),
+            "k:",
+            label="chance",
+        )
+        ax.set(xlabel="k", ylabel="overlap", title=f"H_{split}, step {step}: masks from scores")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def metrics_over_training(results: dict[str, Any], path: Path) -> Path:
+    """The seven metrics (as similarities, 1 = identical) between magnitude mask and eigenspace."""
+    plt = _plt()
+    split = _splits(results)[-1]
+    an = _analyses(results, split)
+    rhos = list(an[0]["metrics"]) if an else []
+    names = [
+        "geodesic_sim",
+        "chordal_2_sim",
+        "chordal_f_sim",
+        "projection_2_sim",
+        "projection_f_sim",
+        "fubini_study_sim",
+        "overlap",
+    ]
+    fig, axes = plt.subplots(
+        1, max(len(rhos), 1), figsize=(4.3 * max(len(rhos), 1), 3.8), squeeze=False
+    )
+    for ax, rho in zip(axes[0], rhos, strict=False):
+        steps = [a["step"] for a in an]
+        kind = "exact" if "exact" in an[0]["metrics"][rho] else "sketched"
+        for n in names:
+            ax.plot(
+                steps,
+                [a["metrics"][rho][kind][n] for a in an],
+                marker=".",
+                label=n.replace("_sim", ""),
+            )
+        k = an[0]["metrics"][rho]["k"]
+        ax.set(
+            xlabel="SGD step",
+            ylabel="similarity (1 − d/max)",
+            title=f"H_{split}, ρ = {rho} (k = {k}, {kind})",
+        )
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def stabilisation(results: dict[str, Any], path: Path) -> Path:
+    """Heatmaps: magnitude-mask IoU and top-k eigenspace overlap between pairs of steps."""
+    plt = _plt()
+    split = _splits(results)[-1]
+    st = results["stability"][split]
+    ks = list(st["mask_iou"])
+    kind = "exact" if "exact" in st["eigenspace_overlap"] else "sketched"
+    fig, axes = plt.subplots(
+        2, max(len(ks), 1), figsize=(3.6 * max(len(ks), 1), 6.6), squeeze=False
+    )
+    labels = [str(s) for s in st["steps"]]
+    for j, k in enumerate(ks):
+        for i, (title, mat) in enumerate(
+            (
+                ("mask IoU", st["mask_iou"][k]),
+                (f"eigenspace overlap ({kind})", st["eigenspace_overlap"].get(kind, {}).get(k)),
+            )
+        ):
+            ax = axes[i][j]
+            if mat is None:
+                ax.axis("off")
+                continue
+            im = ax.imshow(np.array(mat), vmin=0, vmax=1, cmap="viridis")
+            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(labels)), labels, fontsize=7)
+            ax.set_title(f"{title}, k = {k}", fontsize=9)
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(f"Stabilisation between steps (H_{split})")
+    return _save(fig, path)
+
+
+def spectrum(results: dict[str, Any], path: Path) -> Path:
+    """Eigenvalues by |λ| rank: sketched (dashed) against exact (solid) at each step."""
+    plt = _plt()
+    split = _splits(results)[-1]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for a in _analyses(results, split):
+        for kind in ("exact", "sketched"):
+            lam = _arr(results, split, a["step"], f"eigenvalues_{kind}")
+            if lam is not None:
+                ax.semilogy(
+                    np.arange(1, lam.size + 1),
+                    np.abs(lam),
+                    KIND_STYLE[kind],
+                    label=f"step {a['step']} ({kind})",
+                    lw=1,
+                )
+    ax.set(
+        xlabel="rank by |λ|",
+        ylabel="|λ|",
+        title=f"H_{split} spectrum: exact (solid) vs sketched (dashed)",
+    )
+    ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
+def runtime(results: dict[str, Any], path: Path) -> Path:
+    """Seconds per stage, summed over all analyses."""
+    plt = _plt()
+    totals: dict[str, float] = {"training": results["training"]["seconds"]}
+    for a in results["analyses"]:
+        for k, v in a["timings"].items():
+            if k != "sketch_total":
+                totals[k] = totals.get(k, 0.0) + v
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    names = list(totals)
+    ax.barh(names, [totals[n] for n in names])
+    ax.set(xlabel="seconds (all steps and splits)", title="Runtime per stage")
+    return _save(fig, path)
+
+
+def draw_all(results: dict[str, Any], folder: Path) -> list[Path]:
+    """Draw every figure of a study into ``folder``; return the paths written."""
+    folder = Path(folder)
+    drawers = {
+        "overlap_vs_step.png": overlap_vs_step,
+        "overlap_ratio_vs_k.png": ratio_vs_k,
+        "mask_study.png": mask_study,
+        "scores.png": scores_study,
+        "metrics_over_training.png": metrics_over_training,
+        "stabilisation.png": stabilisation,
+        "spectrum.png": spectrum,
+        "runtime.png": runtime,
+    }
+    return [draw(results, folder / name) for name, draw in drawers.items()]

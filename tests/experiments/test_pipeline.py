@@ -1,0 +1,130 @@
+"""The study pipeline end to end on a tiny configuration (bundled 8x8 digits, small MLP)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from curvsketch.experiments.config import config_from_dict
+from curvsketch.experiments.pipeline import run_study
+from curvsketch.experiments.schema import SchemaError, validate_results
+
+TINY = {
+    "name": "tiny",
+    "data": {"name": "digits", "n_test_per_class": 20, "hessian_per_class": 8},
+    "model": {"name": "mlp", "kwargs": {"sizes": [64, 6, 10]}},
+    "train": {"steps": 30, "lr": 0.1, "batch_size": 64},
+    "hessian": {"steps": [0, 30], "splits": ["train", "test"], "exact_dtype": "float64"},
+    "sketch": {"outer": 40, "inner": 80, "error_tests": 10},
+    "analysis": {
+        "ks": [5, 20, 40],
+        "main_k": 20,
+        "rhos": [0.02, 0.05],
+        "stability_ks": [5, 20],
+        "random_draws": 4,
+    },
+}
+D_TINY = 64 * 6 + 6 + 6 * 10 + 10
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    return run_study(config_from_dict(TINY), out, progress=False), out
+
+
+def test_outputs_follow_the_schema(tiny_run):
+    _, out = tiny_run
+    on_disk = json.loads((out / "results.json").read_text())
+    validate_results(on_disk)
+    assert on_disk["model"]["num_params"] == D_TINY
+    assert len(on_disk["analyses"]) == 4
+    assert {a["split"] for a in on_disk["analyses"]} == {"train", "test"}
+    assert sorted(on_disk["figures"]) == sorted(
+        f"figures/{n}"
+        for n in (
+            "overlap_vs_step.png",
+            "overlap_ratio_vs_k.png",
+            "mask_study.png",
+            "scores.png",
+            "metrics_over_training.png",
+            "stabilisation.png",
+            "spectrum.png",
+            "runtime.png",
+        )
+    )
+    for f in on_disk["figures"]:
+        assert (out / f).stat().st_size > 5_000
+    arrays = np.load(out / "arrays.npz")
+    assert arrays["test/step_30/curve_magnitude_sketched"].shape == (40,)
+
+
+def test_exact_overlap_matches_a_dense_recomputation(tiny_run):
+    """The exact magnitude overlap at k equals (1/k)‖U_k[S_k]‖² from a fresh eigh."""
+    from curvsketch.experiments.data import balanced_subset, sklearn_digits
+    from curvsketch.experiments.models import build_model
+    from curvsketch.operators import dense_hessian
+
+    results, out = tiny_run
+    ckpt = torch.load(out / "checkpoints" / "step_00000030.pt", weights_only=True)["model"]
+    model = build_model("mlp", sizes=[64, 6, 10]).double()
+    model.load_state_dict(ckpt)
+    data = sklearn_digits(20, seed=0)
+    idx = balanced_subset(data.test.targets, 8, seed=0)
+    H = dense_hessian(
+        model,
+        torch.nn.functional.cross_entropy,
+        (data.test.inputs[idx].double(), data.test.targets[idx]),
+    )
+    lam, U = torch.linalg.eigh(H)
+    U = U[:, lam.abs().argsort(descending=True)]
+    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    rec = next(a for a in results["analyses"] if a["step"] == 30 and a["split"] == "test")
+    for k in (5, 20):
+        S = theta.abs().argsort(descending=True)[:k]
+        expected = float((U[S, :k] ** 2).sum() / k)
+        assert rec["overlap"]["magnitude"]["exact"][str(k)] == pytest.approx(expected, abs=1e-9)
+        assert rec["overlap"]["chance"]["any"][str(k)] == pytest.approx(k / D_TINY)
+
+
+def test_sketch_with_full_rank_equals_exact(tmp_path):
+    cfg = config_from_dict(
+        {
+            **TINY,
+            "hessian": {**TINY["hessian"], "steps": [30], "splits": ["test"]},
+            "sketch": {"outer": D_TINY, "inner": D_TINY, "error_tests": 5},
+        }
+    )
+    res = run_study(cfg, tmp_path, progress=False, figures=False)
+    rec = res["analyses"][0]
+    for k in ("5", "20", "40"):
+        assert rec["overlap"]["magnitude"]["sketched"][k] == pytest.approx(
+            rec["overlap"]["magnitude"]["exact"][k], abs=1e-8
+        )
+    assert rec["top10_eigenvalue_max_rel_error"] < 1e-8
+    assert rec["error"]["relative_error"] < 1e-6
+
+
+def test_second_run_reuses_finished_steps(tiny_run, tmp_path):
+    results, out = tiny_run
+    again = run_study(config_from_dict(TINY), out, progress=False, figures=False)
+    assert again["reused_analyses"] == 4
+    assert again["analyses"] == results["analyses"]
+    # another sketch seed is another measurement: nothing is reused
+    other = config_from_dict({**TINY, "sketch": {**TINY["sketch"], "seed": 1}})
+    assert run_study(other, out, progress=False, figures=False)["reused_analyses"] == 0
+
+
+def test_schema_validator_rejects_broken_results(tiny_run):
+    results, _ = tiny_run
+    broken = json.loads(json.dumps(results))
+    del broken["analyses"][0]["overlap"]["magnitude"]["sketched"]
+    with pytest.raises(SchemaError, match="sketched"):
+        validate_results(broken)
+    broken = json.loads(json.dumps(results))
+    broken["analyses"][1]["overlap"]["best"]["sketched"]["5"] = 1.5
+    with pytest.raises(SchemaError, match="outside"):
+        validate_results(broken)
