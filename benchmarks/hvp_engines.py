@@ -49,13 +49,20 @@ def cnn_1m() -> nn.Module:
     )
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, repeats: int) -> float:
     """Median wall seconds of ``fn()`` over ``repeats`` runs after one warm-up."""
     fn()
+    _sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -115,7 +122,7 @@ def bench_model(
             }
         )
         print(f"{name:8s} D={D:>9,d} mbs={mbs!s:>5s} gradient            {g:8.4f} s", flush=True)
-        V = torch.randn(D, block, generator=torch.Generator().manual_seed(0))
+        V = torch.randn(D, block, generator=torch.Generator().manual_seed(0)).to(X.device)
         for engine in engines_for("hessian"):
             op = HessianOperator(
                 model,
@@ -204,6 +211,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/out")
     parser.add_argument("--quick", action="store_true", help="fewer repeats, MLPs only")
     parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     repeats = 1 if args.quick else 3
@@ -212,17 +220,22 @@ def main() -> None:
     X16, y16 = data.train
     images, labels = load_mnist_5k()
     X28, y28 = images[: args.samples], labels[: args.samples]
+    dev = torch.device(args.device)
+    X16, y16, X28, y28 = (t.to(dev) for t in (X16, y16, X28, y28))
     rows = []
-    rows += bench_model("mlp7k", paper_mlp(seed=0), X16, y16, 64, repeats, [None])
-    rows += bench_model("mlp100k", scaled_mlp(130, seed=0), X16, y16, 64, repeats, [None, 250])
+    rows += bench_model("mlp7k", paper_mlp(seed=0).to(dev), X16, y16, 64, repeats, [None])
+    rows += bench_model(
+        "mlp100k", scaled_mlp(130, seed=0).to(dev), X16, y16, 64, repeats, [None, 250]
+    )
     if not args.quick:
-        rows += bench_model("cnn1m", cnn_1m(), X28, y28, 8, repeats, [None, 250])
+        rows += bench_model("cnn1m", cnn_1m().to(dev), X28, y28, 8, repeats, [None, 250])
     summary = summarise(rows)
-    meta = {**machine(), "samples": args.samples, "repeats": repeats}
+    meta = {**machine(), "samples": args.samples, "repeats": repeats, "device": args.device}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "rows": rows, "summary": summary}
-    (out / "hvp_engines.json").write_text(json.dumps(payload, indent=2))
+    suffix = "" if args.device == "cpu" else f"_{dev.type}"
+    (out / f"hvp_engines{suffix}.json").write_text(json.dumps(payload, indent=2))
     table = markdown_table(
         ["model", "D", "method", "micro-batch", "block", "s / vector"],
         [
@@ -272,7 +285,7 @@ def main() -> None:
         "",
         best,
     ]
-    (out / "hvp_engines.md").write_text("\n".join(lines) + "\n")
+    (out / f"hvp_engines{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

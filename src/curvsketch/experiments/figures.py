@@ -213,7 +213,7 @@ def spectrum(results: dict[str, Any], path: Path) -> Path:
     plt = _plt()
     split = _splits(results)[-1]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for a in _analyses(results, split):
+    for i, a in enumerate(_analyses(results, split)):
         for kind in ("exact", "sketched"):
             lam = _arr(results, split, a["step"], f"eigenvalues_{kind}")
             if lam is not None:
@@ -222,6 +222,7 @@ def spectrum(results: dict[str, Any], path: Path) -> Path:
                     np.abs(lam),
                     KIND_STYLE[kind],
                     label=f"step {a['step']} ({kind})",
+                    color=f"C{i}",
                     lw=1,
                 )
     ax.set(
