@@ -21,6 +21,8 @@ examples:
   curvsketch run configs/mnist16.toml --out results/mnist16
   curvsketch run configs/cifar10_3c3d.toml --data-root ~/data
   curvsketch metrics-study --out results/metrics
+  curvsketch measure configs/mnist16.toml --store sk.zarr --worker 0 --of 4   (job arrays)
+  curvsketch recover --store sk.zarr --out eig.pt
 
 Outputs (in --out): results.json (settings, per step and split the overlaps at the
 configured k for each mask kind, exact and sketched, chance, eigenvalues, error
@@ -167,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--samples", type=int, default=12, help="random pairs per (D, ρ)")
     ms.add_argument("--seed", type=int, default=0)
     ms.set_defaults(func=_cmd_metrics_study)
+
+    from curvsketch.cli.distributed import add_commands
+
+    add_commands(sub)
     return parser
 
 

@@ -40,6 +40,7 @@ from curvsketch.sketch.result import EighResult, SvdResult
 from curvsketch.sketch.seigh import RECOVERIES, seigh
 from curvsketch.sketch.ssrft import SSRFTNoise
 from curvsketch.sketch.ssvd import ssvd
+from curvsketch.sketch.stored import measure, recover
 
 __all__ = [
     "NOISE_KINDS",
@@ -58,7 +59,9 @@ __all__ = [
     "core_solve",
     "error_probability_bounds",
     "make_noise",
+    "measure",
     "measure_block",
+    "recover",
     "recover_hmt",
     "recover_nystrom",
     "recover_singlepass",

@@ -238,7 +238,9 @@ def seigh(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
-) -> EighResult:
+    store: Any = None,
+    memory_budget: int | None = None,
+) -> EighResult | None:
     """Sketched eigendecomposition of a symmetric operator ``H`` seen only through ``H @ X``.
 
     Single pass (default; Fernandez et al., TMLR 2025, §3, Alg. 2, after Tropp, Yurtsever,
@@ -263,7 +265,18 @@ def seigh(
         power_iters: subspace iterations (``"hmt"`` only).
         dtype: must be ``None`` or ``op.dtype``.
         device: must be ``None`` or ``op.device``.
-        progress: report products done / total, rate and ETA on stderr.
+        progress: report products done / total, rate and ETA on stderr (blocks with
+            ``store=``, reused blocks included).
+        store: ``"singlepass"`` only: a local path (Zarr v3), ``"memory"`` or a
+            :class:`curvsketch.store.MeasurementStore`. Blocks are committed to it as they
+            are measured; blocks already there (same run: the store checks the operator
+            fingerprint and all settings) are reused bitwise, so a killed run resumes where
+            it stopped and ends with the uninterrupted result. Under an initialised
+            ``torch.distributed`` (``torchrun``) the ranks split the blocks and rank 0
+            recovers: other ranks return ``None``. See :mod:`curvsketch.sketch.stored`.
+        memory_budget: bytes (with a store path): when the ``D × o`` outer sketch is larger,
+            QR, core and eigenvectors run out of core and the result's ``Q`` is a
+            :class:`curvsketch.store.ZarrMatrix` of the eigenvectors on disk.
 
     Returns:
         :class:`EighResult`, eigenpairs sorted by ``|λ|`` descending, eigenvectors factored
@@ -276,6 +289,22 @@ def seigh(
             operator with ``recovery="nystrom"``.
     """
     op = check_operator(op, "seigh")
+    if store is not None or memory_budget is not None:
+        return _seigh_stored(
+            op,
+            outer,
+            inner,
+            recovery,
+            noise,
+            seed,
+            block_size,
+            power_iters,
+            dtype,
+            device,
+            progress,
+            store,
+            memory_budget,
+        )
     if op.shape[0] != op.shape[1]:
         raise ValueError(
             f"seigh needs a square symmetric operator, got shape {tuple(op.shape)}; use "
@@ -323,3 +352,51 @@ def seigh(
         num_products=num_products,
         timings=timings,
     )
+
+
+def _seigh_stored(
+    op: Any,
+    outer: int,
+    inner: int | None,
+    recovery: str,
+    noise: str,
+    seed: int,
+    block_size: int | None,
+    power_iters: int,
+    dtype: torch.dtype | None,
+    device: torch.device | str | None,
+    progress: bool,
+    store: Any,
+    memory_budget: int | None,
+) -> EighResult | None:
+    """``seigh(..., store=...)``: measure the missing blocks into the store, then recover."""
+    from curvsketch.sketch.stored import distributed_worker, measure, recover
+
+    if store is None:
+        raise ValueError(
+            f"memory_budget={memory_budget!r} needs store=PATH (the out-of-core recovery keeps "
+            "the sketch and its basis on disk)"
+        )
+    if recovery != "singlepass" or power_iters:
+        raise ValueError(
+            f"store= supports recovery='singlepass' only, got recovery={recovery!r}"
+            f"{f', power_iters={power_iters}' if power_iters else ''}; use store=None for "
+            "'tropp', 'hmt' and 'nystrom' (they measure in memory)"
+        )
+    resolve_dtype_device(op, dtype, device, "seigh")
+    timings: dict[str, float] = {}
+    st = measure(
+        op,
+        outer,
+        inner,
+        store=store,
+        noise=noise,
+        seed=seed,
+        block_size=block_size,
+        progress=progress,
+        timings=timings,
+    )
+    rank, _, under_dist = distributed_worker(None, None)
+    if under_dist and rank != 0:
+        return None
+    return recover(st, memory_budget=memory_budget, device=op.device, timings=timings)

@@ -1,0 +1,149 @@
+"""``curvsketch measure`` and ``curvsketch recover``: one sketch split over processes.
+
+Each ``measure`` process builds the Hessian (or GGN) of a study configuration (model,
+Hessian samples and sketch settings from the TOML that ``curvsketch run`` reads), computes
+its share of the single-pass blocks (``block % n == i``) into a shared store and exits;
+``recover`` then assembles the eigendecomposition from the complete store. Re-running a
+``measure`` resumes it. Register with :func:`add_commands`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+__all__ = ["add_commands", "build_operator"]
+
+
+def build_operator(config: Any, split: str = "train", checkpoint: str | None = None) -> Any:
+    """The curvature operator of ``config`` on its class-balanced ``split`` samples.
+
+    Args:
+        config: a :class:`curvsketch.experiments.config.StudyConfig`.
+        split: ``"train"`` or ``"test"``.
+        checkpoint: optional ``state_dict`` file (``torch.save``) of the trained model;
+            default: the untrained model of ``config.model`` (its seed fixes it).
+    """
+    import torch
+    from torch import nn
+
+    from curvsketch.experiments.data import balanced_subset
+    from curvsketch.experiments.models import build_model
+    from curvsketch.experiments.pipeline import load_study_data
+    from curvsketch.operators import GGNOperator, HessianOperator
+
+    if split not in ("train", "test"):
+        raise ValueError(f"--split must be 'train' or 'test', got {split!r}")
+    train, test, _ = load_study_data(config)
+    data = train if split == "train" else test
+    idx = balanced_subset(data.targets, config.data.hessian_per_class, seed=config.data.seed)
+    model = build_model(config.model.name, seed=config.model.seed, **config.model.kwargs)
+    if checkpoint is not None:
+        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    h = config.hessian
+    model.to(getattr(torch, h.dtype)).eval()
+    cls = HessianOperator if h.kind == "hessian" else GGNOperator
+    return cls(
+        model,
+        nn.CrossEntropyLoss(),
+        (data.inputs[idx], data.targets[idx]),
+        engine=h.engine,
+        micro_batch_size=h.micro_batch_size,
+    )
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from curvsketch.experiments.config import load_config
+
+    config = load_config(args.config)
+    if args.data_root:
+        config = dataclasses.replace(
+            config, data=dataclasses.replace(config.data, root=args.data_root)
+        )
+    if config.sketch.recovery != "singlepass":
+        raise ValueError(
+            f"{args.config}: sketch.recovery = {config.sketch.recovery!r}; distributed "
+            "measurements support 'singlepass' only"
+        )
+    return config
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from curvsketch.sketch.stored import measure
+
+    config = _load(args)
+    op = build_operator(config, args.split, args.checkpoint)
+    s = config.sketch
+    dim = op.shape[0]
+    outer = min(s.outer, dim)
+    inner = min(s.inner or 2 * outer, dim)
+    st = measure(
+        op,
+        outer,
+        inner,
+        store=args.store,
+        noise=s.noise,
+        seed=s.seed,
+        block_size=s.block_size,
+        worker=args.worker,
+        num_workers=args.of,
+        progress=not args.quiet,
+    )
+    missing = len(st.missing_blocks())
+    print(
+        f"worker {args.worker}/{args.of}: done; store {args.store} has "
+        f"{st.identity.num_blocks - missing}/{st.identity.num_blocks} blocks"
+        + ("" if missing else " (complete: run `curvsketch recover`)")
+    )
+    return 0
+
+
+def _cmd_recover(args: argparse.Namespace) -> int:
+    import torch
+
+    from curvsketch.sketch.stored import recover
+
+    result = recover(args.store, memory_budget=args.memory_budget)
+    if not isinstance(result.Q, torch.Tensor):
+        print(f"eigenvectors stay on disk: {args.store}/eigenvectors (out-of-core recovery)")
+        if args.out:
+            torch.save({"eigenvalues": result.eigenvalues}, args.out)
+    elif args.out:
+        result.save(args.out)
+    print(result)
+    print("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    """Register ``measure`` and ``recover`` on an ``argparse`` subparsers object."""
+    m = subparsers.add_parser(
+        "measure",
+        help="measure one worker's share of a single-pass sketch into a store",
+        description="Build the Hessian of CONFIG (its model, class-balanced Hessian samples "
+        "and sketch settings) and compute the single-pass blocks b with b % OF == WORKER "
+        "that the store still lacks. Run one process per worker (any machines sharing "
+        "the store's file system), then `curvsketch recover --store STORE`.",
+    )
+    m.add_argument("config", help="TOML study configuration, e.g. configs/mnist16.toml")
+    m.add_argument("--store", required=True, help="store directory (shared by all workers)")
+    m.add_argument("--worker", type=int, default=0, help="this worker's index (default 0)")
+    m.add_argument("--of", type=int, default=1, help="number of workers (default 1)")
+    m.add_argument("--split", default="train", help="Hessian samples: train or test")
+    m.add_argument("--checkpoint", help="state_dict file of the trained model (default: untrained)")
+    m.add_argument("--data-root", help="folder holding a local data set (overrides data.root)")
+    m.add_argument("--quiet", action="store_true", help="no progress output")
+    m.set_defaults(func=_cmd_measure)
+
+    r = subparsers.add_parser(
+        "recover",
+        help="eigendecomposition from a complete measurement store",
+        description="Single-pass recovery (QR, core solve, eigenvectors) from STORE.",
+    )
+    r.add_argument("--store", required=True, help="store directory filled by `measure`")
+    r.add_argument("--out", help="write the EighResult here (torch.save)")
+    r.add_argument(
+        "--memory-budget", type=int, help="bytes; above it QR and eigenvectors run out of core"
+    )
+    r.set_defaults(func=_cmd_recover)

@@ -1,0 +1,292 @@
+"""Single-pass SEIGH measured into a store: resumable, split over workers, recovered later.
+
+:func:`measure` computes the blocks of products a store still lacks (optionally only one
+worker's share, ``block % num_workers == worker``) and commits each atomically;
+:func:`recover` turns a complete store into an :class:`EighResult`, in memory or, above a
+memory budget, out of core (:mod:`.outofcore`). :func:`curvsketch.sketch.seigh` with
+``store=`` runs both. The measurements are those of Fernandez et al., TMLR 2025, §3,
+Alg. 2 (after Tropp, Yurtsever, Udell, Cevher 2019): block ``b`` holds products
+``y_i = H ψ_i``, ``i ∈ [b·B, (b+1)·B)``, their ``Y`` columns (``i < o``) and ``Φ y_i``.
+Equal settings give bitwise-equal blocks, so a resumed or distributed run equals an
+uninterrupted one.
+
+Under ``torchrun``: when ``torch.distributed`` is initialised and no worker is given,
+the rank and world size split the blocks, all ranks meet at ``dist.barrier()`` after
+measuring, and only rank 0 recovers (:func:`seigh` returns ``None`` on the other ranks).
+The store must be a path on a file system all ranks share.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from curvsketch.progress import Progress
+from curvsketch.sketch.measure import measure_block
+from curvsketch.sketch.noise import make_noise
+from curvsketch.sketch.recovery import recover_singlepass, stage_timer
+from curvsketch.sketch.result import EighResult
+from curvsketch.sketch.validate import check_block_size, check_noise, check_operator, check_seed
+from curvsketch.store import MeasurementStore, RunIdentity, ZarrStore, fingerprint, open_store
+
+__all__ = ["distributed_worker", "measure", "recover", "run_identity"]
+
+STREAM_PSI = "seigh.psi"  # must equal curvsketch.sketch.seigh.STREAM_PSI / STREAM_PHI
+STREAM_PHI = "seigh.phi"
+#: Blocks in flight to the store (copied off the device, not yet written).
+MAX_PENDING = 2
+
+
+def run_identity(
+    op: Any, outer: int, inner: int | None, *, noise: str, seed: int, block_size: int | None
+) -> RunIdentity:
+    """The :class:`RunIdentity` of a single-pass run (sizes validated as in ``seigh``)."""
+    from curvsketch.sketch.seigh import _check_sizes
+
+    op = check_operator(op, "measure")
+    if op.shape[0] != op.shape[1]:
+        raise ValueError(f"measure needs a square symmetric operator, got {tuple(op.shape)}")
+    outer, inner, _ = _check_sizes(int(op.shape[0]), outer, inner, "singlepass", 0)
+    assert inner is not None
+    return RunIdentity(
+        operator=fingerprint(op),
+        recovery="singlepass",
+        noise=check_noise(noise),
+        seed=check_seed(seed),
+        outer=outer,
+        inner=inner,
+        block_size=check_block_size(block_size, inner),
+    )
+
+
+def distributed_worker(worker: int | None, num_workers: int | None) -> tuple[int, int, bool]:
+    """Resolve ``(worker, num_workers, under_torch_distributed)``.
+
+    Explicit values win; otherwise an initialised ``torch.distributed`` gives
+    ``(rank, world_size, True)``; otherwise ``(0, 1, False)``.
+
+    Raises:
+        ValueError: only one of ``worker``/``num_workers`` given, or ``worker`` out of range.
+    """
+    if worker is None and num_workers is None:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size(), True
+        return 0, 1, False
+    if worker is None or num_workers is None:
+        raise ValueError(
+            f"worker={worker!r}, num_workers={num_workers!r}: give both (e.g. worker=0, "
+            "num_workers=4) or neither"
+        )
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"num_workers must be a positive integer, got {num_workers!r}")
+    if isinstance(worker, bool) or not isinstance(worker, int) or not 0 <= worker < num_workers:
+        raise ValueError(f"worker must be an integer in [0, {num_workers}), got {worker!r}")
+    return worker, num_workers, False
+
+
+class _Writer:
+    """Commits blocks on a background thread so products keep running meanwhile.
+
+    CUDA blocks are copied to pinned host memory with ``non_blocking=True``; the thread
+    waits on the copy's event, not on the whole device.
+    """
+
+    def __init__(self, store: MeasurementStore, bar: Progress) -> None:
+        self.store, self.bar = store, bar
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="curvsketch-store")
+        self.pending: list[Future[None]] = []
+        self.pinned: dict[tuple, list[torch.Tensor]] = {}  # reused page-locked buffers
+
+    def _host(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        if x.device.type != "cuda":
+            return x, None
+        key = (tuple(x.shape), x.dtype)
+        pool = self.pinned.setdefault(key, [])
+        buf = pool.pop() if pool else torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+        buf.copy_(x, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return buf, event
+
+    def _commit(self, block: int, y: torch.Tensor, z: torch.Tensor, events: list) -> None:
+        for e in events:
+            if e is not None:
+                e.synchronize()
+        self.store.commit_block(block, y, z)
+        for x, e in zip((y, z), events, strict=True):
+            if e is not None:  # the buffer is free again
+                self.pinned.setdefault((tuple(x.shape), x.dtype), []).append(x)
+        self.bar.update(1)
+
+    def submit(self, block: int, y: torch.Tensor, z: torch.Tensor) -> None:
+        while len(self.pending) >= MAX_PENDING:
+            self.pending.pop(0).result()
+        c0, c1 = self.store.y_columns(block)
+        y_host, ey = self._host(y[:, : c1 - c0]) if c1 > c0 else (y[:, :0].cpu(), None)
+        z_host, ez = self._host(z)
+        self.pending.append(self.pool.submit(self._commit, block, y_host, z_host, [ey, ez]))
+
+    def close(self) -> None:
+        try:
+            for f in self.pending:
+                f.result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+def measure(
+    op: Any,
+    outer: int,
+    inner: int | None = None,
+    *,
+    store: Any,
+    noise: str = "ssrft",
+    seed: int = 0,
+    block_size: int | None = None,
+    worker: int | None = None,
+    num_workers: int | None = None,
+    progress: bool = True,
+    timings: dict[str, float] | None = None,
+) -> MeasurementStore:
+    """Measure the single-pass sketch blocks this worker owns and ``store`` still lacks.
+
+    Args:
+        op: symmetric ``D × D`` operator.
+        outer: ``o``.
+        inner: ``s`` (default ``min(2·o, D)``); ``s`` products in all.
+        store: a local path (Zarr), ``"memory"`` or a :class:`MeasurementStore`.
+        noise: test-operator kind.
+        seed: test-operator seed.
+        block_size: products per block (default ``min(64, s)``); part of the identity.
+        worker: this worker's index (with ``num_workers``); default: the
+            ``torch.distributed`` rank if initialised, else 0.
+        num_workers: number of workers; blocks with ``b % num_workers == worker`` are
+            this worker's.
+        progress: report blocks done / total on stderr, reused blocks included.
+        timings: optional dict; adds ``measure`` seconds.
+
+    Returns:
+        The bound store. Under ``torch.distributed`` every rank has passed a barrier, so
+        the store is complete on return.
+
+    Raises:
+        StoreMismatchError: the store holds another run.
+    """
+    identity = run_identity(op, outer, inner, noise=noise, seed=seed, block_size=block_size)
+    worker, num_workers, under_dist = distributed_worker(worker, num_workers)
+    st = open_store(store)
+    st.bind(identity)
+    dim, s = identity.dim, identity.inner
+    psi = make_noise(identity.noise, s, dim, identity.seed, STREAM_PSI)
+    phi = make_noise(identity.noise, s, dim, identity.seed, STREAM_PHI)
+    mine = list(range(worker, identity.num_blocks, num_workers))
+    done = st.done_blocks()
+    todo = [b for b in mine if b not in done]
+    who = f" (worker {worker}/{num_workers})" if num_workers > 1 else ""
+    desc = f"seigh[singlepass] blocks{who}"
+    with (
+        stage_timer(timings, "measure"),
+        Progress(len(mine), desc, enabled=progress, unit="blocks") as bar,
+    ):
+        bar.update(len(mine) - len(todo))
+        writer = _Writer(st, bar)
+        try:
+            for b in todo:
+                i0, i1 = identity.block_range(b)
+                y, z = measure_block(op, psi, i0, i1, inner=phi, dtype=op.dtype, device=op.device)
+                assert z is not None
+                writer.submit(b, y, z)
+        finally:
+            writer.close()
+    if under_dist:
+        torch.distributed.barrier()
+    return st
+
+
+def _bound(store: Any) -> MeasurementStore:
+    st = open_store(store)
+    if st._identity is None:
+        if not isinstance(st, ZarrStore):
+            raise ValueError(f"recover: {st!r} holds no measurements; run measure() into it first")
+        if not (st.path / "zarr.json").is_file():
+            raise FileNotFoundError(
+                f"recover: no measurement store at {st.path}; run measure() (or `curvsketch "
+                "measure`) into it first"
+            )
+        st.bind(st.stored_identity())
+    return st
+
+
+def recover(
+    store: Any,
+    *,
+    memory_budget: int | None = None,
+    block_size: int | None = None,
+    device: torch.device | str = "cpu",
+    timings: dict[str, float] | None = None,
+) -> EighResult:
+    """Single-pass recovery from a complete store (SEIGH, Fernandez et al., TMLR 2025,
+    Alg. 2; Tropp, Yurtsever, Udell, Cevher 2019).
+
+    Args:
+        store: a path, or a :class:`MeasurementStore` filled by :func:`measure`.
+        memory_budget: bytes; when ``Y`` (``D·o`` entries) is larger, recover out of core
+            (Direct TSQR, see :mod:`.outofcore`): the result's ``Q`` is then a
+            :class:`curvsketch.store.ZarrMatrix` of the eigenvectors in the store (``V`` is
+            ``None``). Needs a Zarr store.
+        block_size: columns per test-operator application (default: the store's block).
+        device: where the in-memory recovery runs.
+        timings: optional dict; adds ``qr``, ``core``, ``eigh`` and ``eigvec`` seconds.
+
+    Raises:
+        ValueError: blocks are missing (the message says how many and how to finish).
+    """
+    st = _bound(store)
+    ident = st.identity
+    missing = st.missing_blocks()
+    if missing:
+        raise ValueError(
+            f"recover: {len(missing)} of {ident.num_blocks} blocks are missing from "
+            f"{st.location} (first: {missing[:5]}); run measure() (or every `curvsketch "
+            "measure --worker i --of n`) into this store first"
+        )
+    timings = {} if timings is None else timings
+    block = block_size or ident.block_size
+    psi = make_noise(ident.noise, ident.inner, ident.dim, ident.seed, STREAM_PSI)
+    phi = make_noise(ident.noise, ident.inner, ident.dim, ident.seed, STREAM_PHI)
+    itemsize = torch.empty(0, dtype=getattr(torch, ident.dtype)).element_size()
+    if memory_budget is not None and ident.dim * ident.outer * itemsize > memory_budget:
+        if not isinstance(st, ZarrStore):
+            raise ValueError(
+                f"memory_budget={memory_budget} is below the outer sketch's "
+                f"{ident.dim * ident.outer * itemsize} bytes: out-of-core recovery needs a "
+                "store on disk; pass store=PATH"
+            )
+        from curvsketch.sketch.outofcore import recover_singlepass_out_of_core
+
+        values, vectors = recover_singlepass_out_of_core(
+            st, phi, psi, memory_budget=memory_budget, block_size=block, timings=timings
+        )
+        basis, rot = vectors, None
+    else:
+        y = torch.from_numpy(st.read_y()).to(device)
+        z = torch.from_numpy(st.read_z()).to(device)
+        factors = recover_singlepass(y, z, phi, psi, block_size=block, timings=timings)
+        values, basis, rot = factors.values, factors.basis, factors.rot
+    for stage in ("measure", "qr", "core", "eigh", "eigvec"):
+        timings.setdefault(stage, 0.0)
+    return EighResult(
+        eigenvalues=values,
+        Q=basis,  # type: ignore[arg-type]  # a ZarrMatrix out of core (duck-typed)
+        V=rot,
+        recovery="singlepass",
+        noise=ident.noise,
+        seed=ident.seed,
+        outer=ident.outer,
+        inner=ident.inner,
+        num_products=ident.inner,
+        timings=timings,
+    )
