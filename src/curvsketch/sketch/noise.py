@@ -39,6 +39,13 @@ __all__ = [
     "make_noise",
 ]
 
+#: Random streams of SEIGH's test operators: Ψ (the products), Φ (the inner sketch) and
+#: the independent outer sketch Ω of ``recovery="tropp"``. One definition for every caller
+#: (in-memory ``seigh`` and the store), so that equal seeds give equal test vectors.
+STREAM_PSI = "seigh.psi"
+STREAM_PHI = "seigh.phi"
+STREAM_OMEGA = "seigh.omega"
+
 #: Elements of the largest temporary block (rows of a dense test matrix, or columns of an
 #: SSRFT input times ``D``) that one step of a product materialises.
 BLOCK_ELEMENTS = 2**25

@@ -31,7 +31,13 @@ import torch
 
 from curvsketch.progress import Progress
 from curvsketch.sketch.measure import apply_in_blocks, block_ranges, measure_block
-from curvsketch.sketch.noise import NoiseOperator, make_noise
+from curvsketch.sketch.noise import (
+    STREAM_OMEGA,
+    STREAM_PHI,
+    STREAM_PSI,
+    NoiseOperator,
+    make_noise,
+)
 from curvsketch.sketch.recovery import (
     Factors,
     orthonormal_basis,
@@ -64,9 +70,6 @@ RECOVERIES = ("singlepass", "tropp", "hmt", "nystrom")
 #: Stream names of the test operators under the user seed. The outer test vectors of
 #: "singlepass", "hmt" and "nystrom" are rows of ``Ψ``, so equal seeds give equal outer
 #: sketches; "tropp" draws its outer test vectors from the independent stream ``Ω``.
-STREAM_PSI = "seigh.psi"
-STREAM_PHI = "seigh.phi"
-STREAM_OMEGA = "seigh.omega"
 _CORE_RECOVERIES = ("singlepass", "tropp")
 
 

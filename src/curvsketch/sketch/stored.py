@@ -25,7 +25,7 @@ import torch
 
 from curvsketch.progress import Progress
 from curvsketch.sketch.measure import measure_block
-from curvsketch.sketch.noise import make_noise
+from curvsketch.sketch.noise import STREAM_PHI, STREAM_PSI, make_noise
 from curvsketch.sketch.recovery import recover_singlepass, stage_timer
 from curvsketch.sketch.result import EighResult
 from curvsketch.sketch.validate import check_block_size, check_noise, check_operator, check_seed
@@ -33,8 +33,6 @@ from curvsketch.store import MeasurementStore, RunIdentity, ZarrStore, fingerpri
 
 __all__ = ["distributed_worker", "measure", "recover", "run_identity"]
 
-STREAM_PSI = "seigh.psi"  # must equal curvsketch.sketch.seigh.STREAM_PSI / STREAM_PHI
-STREAM_PHI = "seigh.phi"
 #: Blocks in flight to the store (copied off the device, not yet written).
 MAX_PENDING = 2
 
