@@ -39,6 +39,13 @@ def _arr(results: dict[str, Any], split: str, step: int, name: str) -> np.ndarra
     return results.arrays.get(f"{split}/step_{step}/{name}")
 
 
+def _panels_per_split(results: dict[str, Any]) -> tuple[Any, list[tuple[Any, str]]]:
+    """A figure with one panel per Hessian split, and its ``(axes, split)`` pairs."""
+    splits = _splits(results)
+    fig, axes = _plt().subplots(1, len(splits), figsize=(5.2 * len(splits), 3.8), squeeze=False)
+    return fig, list(zip(axes[0], splits, strict=True))
+
+
 def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -49,11 +56,9 @@ def _save(fig: Any, path: Path) -> Path:
 
 def overlap_vs_step(results: dict[str, Any], path: Path) -> Path:
     """Magnitude-mask overlap at the main k vs step: exact, sketched, random, chance."""
-    plt = _plt()
     k = str(results["settings"]["analysis"]["main_k"])
-    splits = _splits(results)
-    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.8), squeeze=False)
-    for ax, split in zip(axes[0], splits, strict=True):
+    fig, panels = _panels_per_split(results)
+    for ax, split in panels:
         an = [a for a in _analyses(results, split) if k in a["overlap"]["magnitude"]["sketched"]]
         steps = [a["step"] for a in an]
         for kind in ("exact", "sketched"):
@@ -76,10 +81,8 @@ def overlap_vs_step(results: dict[str, Any], path: Path) -> Path:
 
 def ratio_vs_k(results: dict[str, Any], path: Path) -> Path:
     """Magnitude overlap ÷ chance for every k at several steps (sketched, log-log)."""
-    plt = _plt()
-    splits = _splits(results)
-    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.8), squeeze=False)
-    for ax, split in zip(axes[0], splits, strict=True):
+    fig, panels = _panels_per_split(results)
+    for ax, split in panels:
         for a in _analyses(results, split):
             c = _arr(results, split, a["step"], "curve_magnitude_sketched")
             ch = _arr(results, split, a["step"], "curve_chance")
@@ -95,10 +98,8 @@ def ratio_vs_k(results: dict[str, Any], path: Path) -> Path:
 
 def mask_study(results: dict[str, Any], path: Path) -> Path:
     """Best / magnitude / random / chance overlap vs k at the last analysed step."""
-    plt = _plt()
-    splits = _splits(results)
-    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.8), squeeze=False)
-    for ax, split in zip(axes[0], splits, strict=True):
+    fig, panels = _panels_per_split(results)
+    for ax, split in panels:
         step = _analyses(results, split)[-1]["step"]
         kind = "exact" if _arr(results, split, step, "curve_best_exact") is not None else "sketched"
         curve = {
@@ -119,10 +120,8 @@ def mask_study(results: dict[str, Any], path: Path) -> Path:
 
 def scores_study(results: dict[str, Any], path: Path) -> Path:
     """Overlap vs k for masks from several per-parameter scores (last step, sketched)."""
-    plt = _plt()
-    splits = _splits(results)
-    fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 3.8), squeeze=False)
-    for ax, split in zip(axes[0], splits, strict=True):
+    fig, panels = _panels_per_split(results)
+    for ax, split in panels:
         step = _analyses(results, split)[-1]["step"]
         for name in ("magnitude", "gradient", "ggn_diag", "diag_h2", "best"):
             c = _arr(results, split, step, f"curve_{name}_sketched")
