@@ -64,7 +64,8 @@ def synthetic_sketches(
     phi = make_noise(noise, inner, dim, seed, STREAM_PHI)
     psi_u = psi.matmul(u)  # (s, r)
     phi_u = phi.matmul(u)
-    y = u @ (lam[:, None] * psi_u[:outer].T)  # H Ψ_oᵀ = U Λ (Ψ_o U)ᵀ
+    # H Ψ_oᵀ = U Λ (Ψ_o U)ᵀ, stored column-major as seigh stores Y (measure.column_major)
+    y = ((psi_u[:outer] * lam) @ u.T).T
     z = phi_u @ (lam[:, None] * psi_u.T)  # Φ H Ψᵀ
     return y, z, psi, phi, lam
 

@@ -24,6 +24,7 @@ __all__ = [
     "apply_in_blocks",
     "block_ranges",
     "check_finite",
+    "column_major",
     "has_adjoint",
     "measure_block",
 ]
@@ -140,6 +141,18 @@ def measure_block(
     return y, z
 
 
+def column_major(
+    shape: tuple[int, int], *, dtype: torch.dtype, device: torch.device | str
+) -> torch.Tensor:
+    """An empty ``(D, m)`` matrix stored column by column (Fortran order).
+
+    Sketches are filled a block of columns at a time and then factored by LAPACK, which
+    works on column-major storage: a row-major ``D × o`` matrix would be copied whole
+    (``D·o`` more memory) before the QR, and each column block written with a stride.
+    """
+    return torch.empty((shape[1], shape[0]), dtype=dtype, device=device).T
+
+
 def apply_in_blocks(
     op: Any,
     x: torch.Tensor,
@@ -164,7 +177,7 @@ def apply_in_blocks(
         ``(M, m)`` tensor.
     """
     m = x.shape[1]
-    out = torch.empty((op.shape[0], m), dtype=x.dtype, device=x.device)
+    out = column_major((op.shape[0], m), dtype=x.dtype, device=x.device)
     for i0, i1 in block_ranges(0, m, block_size):
         out[:, i0:i1] = check_finite(_product(op, x[:, i0:i1], False, op.shape[0]), what, i0, i1)
         if on_block is not None:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from curvsketch.progress import Progress
-from curvsketch.sketch.measure import apply_in_blocks, block_ranges, measure_block
+from curvsketch.sketch.measure import apply_in_blocks, block_ranges, column_major, measure_block
 from curvsketch.sketch.noise import (
     STREAM_OMEGA,
     STREAM_PHI,
@@ -131,7 +131,7 @@ def measure_singlepass(
         ``(Y, Z)`` of shapes ``(D, outer)`` and ``(phi.num_rows, s)``.
     """
     dim, s = op.shape[0], psi.num_rows
-    y_all = torch.empty((dim, outer), dtype=dtype, device=device)
+    y_all = column_major((dim, outer), dtype=dtype, device=device)
     z_all = torch.empty((phi.num_rows, s), dtype=dtype, device=device)
     for i0, i1 in block_ranges(0, s, block_size):
         y, z = measure_block(op, psi, i0, i1, inner=phi, dtype=dtype, device=device)
@@ -159,7 +159,7 @@ def measure_outer(
     Returns:
         ``Y`` of shape ``(D, outer)``.
     """
-    y_all = torch.empty((op.shape[0], outer), dtype=dtype, device=device)
+    y_all = column_major((op.shape[0], outer), dtype=dtype, device=device)
     for i0, i1 in block_ranges(0, outer, block_size):
         y_all[:, i0:i1] = measure_block(op, omega, i0, i1, dtype=dtype, device=device)[0]
         if progress is not None:
