@@ -29,9 +29,9 @@ def build_operator(config: Any, split: str = "train", checkpoint: str | None = N
     from torch import nn
 
     from curvsketch.experiments.data import balanced_subset
+    from curvsketch.experiments.measure_step import curvature_operator
     from curvsketch.experiments.models import build_model
     from curvsketch.experiments.pipeline import load_study_data
-    from curvsketch.operators import GGNOperator, HessianOperator
 
     if split not in ("train", "test"):
         raise ValueError(f"--split must be 'train' or 'test', got {split!r}")
@@ -43,13 +43,8 @@ def build_operator(config: Any, split: str = "train", checkpoint: str | None = N
         model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     h = config.hessian
     model.to(getattr(torch, h.dtype)).eval()
-    cls = HessianOperator if h.kind == "hessian" else GGNOperator
-    return cls(
-        model,
-        nn.CrossEntropyLoss(),
-        (data.inputs[idx], data.targets[idx]),
-        engine=h.engine,
-        micro_batch_size=h.micro_batch_size,
+    return curvature_operator(
+        h, model, nn.CrossEntropyLoss(), (data.inputs[idx], data.targets[idx])
     )
 
 

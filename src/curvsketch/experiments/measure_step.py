@@ -31,7 +31,7 @@ from curvsketch.experiments.config import StudyConfig
 from curvsketch.operators import GGNOperator, HessianOperator, dense_matrix
 from curvsketch.sketch import aposteriori_error, seigh
 
-__all__ = ["StepAnalysis", "analyse_step", "exact_top_eigenpairs"]
+__all__ = ["StepAnalysis", "analyse_step", "curvature_operator", "exact_top_eigenpairs"]
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -43,6 +43,30 @@ class StepAnalysis:
     record: dict[str, Any]
     arrays: dict[str, torch.Tensor]
     bases: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def curvature_operator(
+    hessian: Any, model: nn.Module, loss_fn: Any, data: Any, **kwargs: Any
+) -> HessianOperator | GGNOperator:
+    """The operator a study's ``[hessian]`` section asks for: the Hessian or the GGN of
+    ``loss_fn`` over ``data``, with its engine and micro-batch size.
+
+    Args:
+        hessian: the ``config.hessian`` section (``kind``, ``engine``, ``micro_batch_size``).
+        model: the network, already in the dtype of the products and in eval mode.
+        loss_fn: mean-reduced loss.
+        data: the samples, as accepted by :class:`curvsketch.HessianOperator`.
+        **kwargs: passed on (e.g. ``check_determinism=False``).
+    """
+    cls = HessianOperator if hessian.kind == "hessian" else GGNOperator
+    return cls(
+        model,
+        loss_fn,
+        data,
+        engine=hessian.engine,
+        micro_batch_size=hessian.micro_batch_size,
+        **kwargs,
+    )
 
 
 def exact_top_eigenpairs(
@@ -153,8 +177,7 @@ def analyse_step(
     orig_dtype = next(model.parameters()).dtype
     model.to(dtype)
     try:
-        cls = HessianOperator if h.kind == "hessian" else GGNOperator
-        op = cls(model, loss_fn, data, engine=h.engine, micro_batch_size=h.micro_batch_size)
+        op = curvature_operator(h, model, loss_fn, data)
         D = op.shape[0]
         outer = min(s.outer, D)
         inner = None if s.recovery not in ("singlepass", "tropp") else min(s.inner or 2 * outer, D)
@@ -170,9 +193,7 @@ def analyse_step(
             t0 = time.perf_counter()
             exact_dtype = DTYPES[h.exact_dtype]
             model.to(exact_dtype)
-            H = dense_matrix(
-                cls(model, loss_fn, data, engine=h.engine, micro_batch_size=h.micro_batch_size)
-            )
+            H = dense_matrix(curvature_operator(h, model, loss_fn, data))
             H = ((H + H.T) / 2).to(dtype)
             model.to(dtype)
             timings["exact_products"] = time.perf_counter() - t0
