@@ -42,6 +42,11 @@ class Progress:
         min_interval: seconds between redraws on a terminal.
         log_interval: seconds between lines when the stream is not a terminal.
         unit: unit name shown in the rate (``items/s`` by default).
+        initial: items already done before this reporter started (a resumed loop); they
+            count towards ``done`` but not towards the rate.
+
+    Attributes:
+        postfix: free text appended to the line (e.g. the current loss).
     """
 
     def __init__(
@@ -54,15 +59,20 @@ class Progress:
         min_interval: float = 0.2,
         log_interval: float = 30.0,
         unit: str = "it",
+        initial: int = 0,
     ) -> None:
         if total < 0:
             raise ValueError(f"Progress: total must be >= 0, got {total}")
+        if not 0 <= initial <= total:
+            raise ValueError(f"Progress: initial must be in [0, total={total}], got {initial}")
         self.total = int(total)
         self.desc = desc
         self.enabled = bool(enabled)
         self.stream = stream
         self.unit = unit
-        self.done = 0
+        self.done = int(initial)
+        self._initial = int(initial)
+        self.postfix = ""
         self._start = time.perf_counter()
         self._last = float("-inf")
         self._closed = False
@@ -84,13 +94,14 @@ class Progress:
     def line(self) -> str:
         """The current status line (without ``\\r`` or newline)."""
         elapsed = self.elapsed
-        rate = self.done / elapsed if elapsed > 0 else float("nan")
+        rate = (self.done - self._initial) / elapsed if elapsed > 0 else float("nan")
         remaining = (self.total - self.done) / rate if rate and rate == rate else float("nan")
         pct = 100.0 * self.done / self.total if self.total else 100.0
         head = f"{self.desc}: " if self.desc else ""
         return (
             f"{head}{self.done}/{self.total} ({pct:.0f}%) {rate:.3g} {self.unit}/s "
             f"elapsed {format_duration(elapsed)} ETA {format_duration(remaining)}"
+            + (f" {self.postfix}" if self.postfix else "")
         )
 
     def update(self, n: int = 1) -> None:

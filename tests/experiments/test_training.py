@@ -216,7 +216,8 @@ def test_progress_line(capsys):
     data = synthetic_classification(40, (4,), 2)
     train(mlp([4, 2]), data, steps=10, lr=0.1, batch_size=10, log_every=5)
     err = capsys.readouterr().err
-    assert "step 5/10" in err and "step 10/10" in err and "steps/s" in err
+    assert "train: 5/10" in err and "train: 10/10" in err and "steps/s" in err
+    assert "loss " in err
     train(mlp([4, 2]), data, steps=10, lr=0.1, batch_size=10, progress=False)
     assert capsys.readouterr().err == ""
 

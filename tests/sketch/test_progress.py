@@ -70,3 +70,21 @@ def test_format_duration():
     assert format_duration(3725.4) == "1:02:05"
     assert format_duration(float("nan")) == "?"
     assert format_duration(float("inf")) == "?"
+
+
+def test_resumed_loop_counts_initial_items_but_not_in_the_rate():
+    out = io.StringIO()
+    p = Progress(100, "train", stream=out, log_interval=0.0, unit="steps", initial=90)
+    p._start -= 10.0  # ten seconds have passed
+    p.postfix = "loss 0.1234"
+    p.update(10)
+    line = out.getvalue().splitlines()[-1]
+    assert line.startswith("train: 100/100 (100%)")
+    rate = float(line.split()[3])
+    assert rate == pytest.approx(1.0, rel=0.05)  # 10 new steps in ~10 s, not 100
+    assert line.endswith("loss 0.1234")
+
+
+def test_initial_outside_total_is_refused():
+    with pytest.raises(ValueError, match="initial"):
+        Progress(5, initial=6)

@@ -30,6 +30,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from curvsketch.progress import Progress
+
 TrainData = tuple[Tensor, Tensor] | Dataset[Any]
 StateDict = dict[str, Tensor]
 LOG_FILE = "train_log.json"
@@ -252,26 +254,6 @@ def _resume_point(
     return max((t for t in saved if t <= limit), default=None)
 
 
-class _Progress:
-    def __init__(self, total: int, start: int, enabled: bool) -> None:
-        self.total, self.start, self.enabled = total, start, enabled
-        self.t0 = time.perf_counter()
-        self.tty = enabled and sys.stderr.isatty()
-
-    def show(self, step: int, loss: float, done: bool = False) -> None:
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.t0
-        rate = (step - self.start) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - step) / rate if rate > 0 else float("nan")
-        line = (
-            f"train: step {step}/{self.total}  loss {loss:.4f}  {rate:.1f} steps/s  eta {eta:.1f} s"
-        )
-        end = "\n" if done or not self.tty else ""
-        sys.stderr.write(("\r" if self.tty else "") + line + end)
-        sys.stderr.flush()
-
-
 def train(
     model: nn.Module,
     train_data: TrainData,
@@ -310,7 +292,8 @@ def train(
         seed: Seed of the batch order and of the per-step RNG (dropout).
         checkpoint_steps: Steps in [0, steps] at which to record the parameters.
         eval_data: Optional held-out data evaluated at every checkpoint.
-        log_every: Steps between progress lines on stderr.
+        log_every: Steps between progress updates on stderr (lines are also throttled
+            in time, see :class:`curvsketch.progress.Progress`).
         callback: Called as ``callback(t, model, log)`` at every state θ_t produced by this
             call (t = 0 on a fresh start; not for a checkpoint it resumed from).
         progress: Print progress (steps done/total, loss, rate, ETA) to stderr.
@@ -403,7 +386,7 @@ def train(
                 pin_memory=device.type == "cuda",
             )
         params = [p for p in model.parameters() if p.requires_grad]
-        bar = _Progress(steps, start, progress)
+        bar = Progress(steps, "train", enabled=progress, unit="steps", initial=start)
         devices = [device.index or 0] if device.type == "cuda" else []
         model.train()
         with torch.random.fork_rng(devices=devices):
@@ -434,7 +417,9 @@ def train(
                 if callback is not None:
                     model.train()  # the callback may have switched the mode
                 if (t + 1) % log_every == 0 or t + 1 == steps:
-                    bar.show(t + 1, loss_value, done=t + 1 == steps)
+                    bar.postfix = f"loss {loss_value:.4f}"
+                    bar.update(t + 1 - bar.done)
+            bar.close()
         for p in params:
             p.grad = None
     model.train(was_training)
