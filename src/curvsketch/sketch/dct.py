@@ -181,10 +181,15 @@ def inverse_spectrum(
             in), in the real dtype of ``head`` and on its device.
 
     Returns:
-        Complex tensor ``(h, m)``; ``irfft(·, n)`` of it is ``IDCT(X)`` in Makhoul order.
+        Complex tensor ``(h, m)``, column-major when ``head`` is; ``irfft(·, n)`` of it is
+        ``IDCT(X)`` in Makhoul order.
     """
     cplx = torch.complex64 if head.dtype == torch.float32 else torch.complex128
-    out = torch.empty(head.shape, dtype=cplx, device=head.device)
+    h, m = head.shape
+    if m > 1 and head.stride(0) == 1:  # one vector per row: keep it so for a row-wise irfft
+        out = torch.empty((m, h), dtype=cplx, device=head.device).T
+    else:
+        out = torch.empty((h, m), dtype=cplx, device=head.device)
     parts = torch.view_as_real(out)
     re, im = parts[..., 0], parts[..., 1]
     torch.mul(head, ah[:, None], out=re)

@@ -38,18 +38,6 @@ from curvsketch.sketch.noise import (
 __all__ = ["SSRFTNoise"]
 
 
-def _gather(src: torch.Tensor, index: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
-    """``src[index] * sign[:, None]`` for a block ``(n, m)``.
-
-    Row gathers are fast only when each row's entries are adjacent; torch's FFTs along
-    dim 0 return column-major blocks, so those are transposed (one sequential copy) first.
-    A column slice of a row-major matrix is gathered as it is.
-    """
-    if src.shape[1] > 1 and src.stride(1) != 1:
-        src = src.contiguous()
-    return torch.index_select(src, 0, index).mul_(sign[:, None])
-
-
 class SSRFTNoise(NoiseOperator):
     """Subsampled scrambled DCT ``Ω = R·F·Π·F·Π′`` (Tropp et al. 2019).
 
@@ -140,36 +128,38 @@ class SSRFTNoise(NoiseOperator):
         return gather_dct_rows(spec.T, t["src3"][sl], t["a3"][sl], t["b3"][sl])
 
     def _adjoint(self, y: torch.Tensor, rows: torch.Tensor, t: dict) -> torch.Tensor:
+        # One vector per row, as in `_forward`; the result is returned as the (n, m)
+        # column-major view of an (m, n) block, which is what operators take as input.
         n, h = self.dim, self._h
-        dev = y.device
+        dev, m = y.device, y.shape[1]
         cplx = torch.complex64 if y.dtype == torch.float32 else torch.complex128
-        spec = torch.zeros((h, y.shape[1]), dtype=cplx, device=dev)
+        spec = torch.zeros((m, h), dtype=cplx, device=dev)
         parts = torch.view_as_real(spec)
         re, im = parts[..., 0], parts[..., 1]
         head = torch.nonzero(rows < h).flatten()
         if head.numel():
             k, yh = rows[head].to(dev), y[head.to(dev)]
-            re.index_add_(0, k, yh * t["ah"][k, None])
-            im.index_add_(0, k, yh * t["bh"][k, None])
+            re.index_add_(1, k, (yh * t["ah"][k, None]).T)
+            im.index_add_(1, k, (yh * t["bh"][k, None]).T)
         tail = torch.nonzero(rows >= n - h + 1).flatten()
         if tail.numel():
             k, yt = (n - rows[tail]).to(dev), y[tail.to(dev)]
-            re.index_add_(0, k, yt * t["am"][k - 1, None])
-            im.index_add_(0, k, yt * t["bm"][k - 1, None])
-        v = torch.fft.irfft(spec, n=n, dim=0).contiguous()  # Fᵀ Rᵀ y, Makhoul order
+            re.index_add_(1, k, (yt * t["am"][k - 1, None]).T)
+            im.index_add_(1, k, (yt * t["bm"][k - 1, None]).T)
+        v = torch.fft.irfft(spec, n=n, dim=1)  # Fᵀ Rᵀ y, Makhoul order, (m, n)
         del spec, parts, re, im
         spec = inverse_spectrum(
-            torch.index_select(v, 0, t["head2"]),
-            torch.index_select(v, 0, t["mirror2"]),
+            torch.index_select(v, 1, t["head2"]).T,
+            torch.index_select(v, 1, t["mirror2"]).T,
             t["ah2"],
             t["bh2"],
             t["am2"],
             t["bm2"],
         )
         del v
-        v = torch.fft.irfft(spec, n=n, dim=0)  # Fᵀ Πᵀ Fᵀ Rᵀ y, Makhoul order
+        v = torch.fft.irfft(spec.T, n=n, dim=1)  # Fᵀ Πᵀ Fᵀ Rᵀ y, Makhoul order
         del spec
-        return _gather(v, t["g3"], t["s3"])
+        return torch.gather(v, 1, t["g3"].expand(m, -1)).mul_(t["s3"]).T
 
     def matmul(
         self,
@@ -216,7 +206,8 @@ class SSRFTNoise(NoiseOperator):
     ) -> torch.Tensor:
         start, stop = self._range(start, stop)
         device = torch.device(device)
-        out = torch.empty((self.dim, stop - start), dtype=dtype, device=device)
+        # column-major, like the blocks `_adjoint` returns: operators take (m, D) rows
+        out = torch.empty((stop - start, self.dim), dtype=dtype, device=device).T
         t = self._tables(dtype, device)
         group = self.ROW_GROUP
         for g0 in range(start // group * group, stop, group):
