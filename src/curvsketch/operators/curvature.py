@@ -70,6 +70,10 @@ def _select_params(model: nn.Module, params: Iterable[torch.Tensor] | None) -> t
     return [n for n, _ in chosen], [p for _, p in chosen]
 
 
+#: At most this many vectors of the first block are used to time the engines (``"auto"``).
+AUTO_PROBE_VECTORS = 64
+
+
 class CurvatureOperator(LinearOperator):
     """Base class of the Hessian and GGN operators (symmetric, ``D × D``).
 
@@ -166,13 +170,19 @@ class CurvatureOperator(LinearOperator):
             self.model.train(was_training)
 
     def _choose_engine(self, V: torch.Tensor) -> None:
-        """Time each engine on the first micro-batch with a few vectors; keep the fastest."""
+        """Time each engine on the first micro-batch with the first block (up to
+        ``AUTO_PROBE_VECTORS`` of its vectors); keep the fastest.
+
+        The probe uses the caller's block size because the engines scale differently with
+        it: vmapped engines gain per vector on larger blocks, the graph engine does not, so
+        a probe of a few vectors can pick an engine that is slower on the real blocks.
+        """
         mb = next(iter(self.samples.iterate(self.device, self.dtype)))
-        probe = V[: min(4, V.shape[0])]
+        probe = V[: min(AUTO_PROBE_VECTORS, V.shape[0])]
         best, best_t = None, float("inf")
         for name, fn in ENGINES[self.kind].items():
             try:
-                fn(self._problem, mb, probe)  # warm-up (allocations, lazy init)
+                fn(self._problem, mb, probe[:4])  # warm-up (allocations, lazy init)
                 t0 = time.perf_counter()
                 fn(self._problem, mb, probe)
                 if self.device.type == "cuda":
