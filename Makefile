@@ -43,11 +43,23 @@ clean:
 BENCH := .venv-bench
 bench-env: $(BENCH)/.installed
 
-$(BENCH)/.installed: pyproject.toml
+$(BENCH)/.installed: pyproject.toml Makefile
 	@test -x $(BENCH)/bin/python || $(PYTHON) -m venv $(BENCH)
 	$(BENCH)/bin/python -m pip install -q -e '.[test]' torch==2.13.0
 	$(BENCH)/bin/python -m pip install -q --no-deps curvlinops-for-pytorch==3.0.1 \
 	    backpack-for-pytorch einops einconv opt-einsum tqdm linear_operator jaxtyping wadler-lindig \
-	    skerch==1.2.0 torch-dct h5py
+	    skerch==1.2.0 torch-dct h5py \
+	    hessian-eigenthings==1.0.0a5 PyHessian==0.1
 	@$(BENCH)/bin/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else f'wrong torch {v}')"
 	@touch $(BENCH)/.installed
+
+# The comparison suite against the neighbours (benchmarks/REPORT.md); not run by CI. Full
+# size takes hours on 2 cores; `make bench BENCH_ARGS=--quick` is a smoke run of minutes.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: bench-env
+	$(BENCH)/bin/python benchmarks/problems.py $(BENCH_ARGS)
+	$(BENCH)/bin/python benchmarks/accuracy_cost.py $(BENCH_ARGS)
+	$(BENCH)/bin/python benchmarks/scaling_k.py $(BENCH_ARGS)
+	$(BENCH)/bin/python benchmarks/scaling_d.py $(BENCH_ARGS)
+	$(BENCH)/bin/python benchmarks/make_report.py $(BENCH_ARGS)
