@@ -1,4 +1,5 @@
-"""Out-of-core recovery (Direct TSQR from and to Zarr) and the on-disk basis."""
+"""Out-of-core recovery (Direct TSQR from and to Zarr, stages run by Dask) and the on-disk
+basis."""
 
 from __future__ import annotations
 
@@ -19,8 +20,13 @@ sys.path.insert(0, str(HERE))
 
 from _store_ops import SlowDense, spectrum_matrix  # noqa: E402
 
-from curvsketch.sketch import seigh  # noqa: E402
-from curvsketch.sketch.outofcore import direct_tsqr, tsqr_rows  # noqa: E402
+from curvsketch.sketch import outofcore, seigh  # noqa: E402
+from curvsketch.sketch.outofcore import (  # noqa: E402
+    direct_tsqr,
+    tsqr_rows,
+    tsqr_workers,
+    tsqr_zarr,
+)
 from curvsketch.sketch.stored import measure, recover  # noqa: E402
 from curvsketch.store import ZarrMatrix  # noqa: E402
 
@@ -58,20 +64,81 @@ def test_tiny_budget_matches_in_memory(tmp_path, op) -> None:
     assert {"qr", "core", "eigh", "eigvec", "measure"} <= set(res.timings)
 
 
-def test_direct_tsqr_is_orthonormal_and_spans_y(tmp_path, op) -> None:
+def test_parallel_blocks_match_in_memory(tmp_path, op, monkeypatch) -> None:
+    """Three row blocks at once (Dask threads) give the same recovery as in memory."""
+    monkeypatch.setattr(outofcore, "tsqr_workers", lambda *args: 3)
+    ref = seigh(op, OUTER, INNER, block_size=BLOCK, progress=False)
+    res = seigh(
+        op,
+        OUTER,
+        INNER,
+        block_size=BLOCK,
+        store=tmp_path / "s",
+        memory_budget=4 * OUTER * 8 * 3 * 30,  # 3 workers x blocks of 30 rows: 14 blocks
+        progress=False,
+    )
+    scale = float(ref.eigenvalues.abs().max())
+    assert float((res.eigenvalues - ref.eigenvalues).abs().max()) <= 1e-10 * scale
+    u = res.Q.to_tensor()
+    assert float((u.abs() - ref.eigenvectors.abs()).abs().max()) <= 1e-10
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_direct_tsqr_is_orthonormal_and_spans_y(tmp_path, op, workers) -> None:
     st = measure(op, OUTER, INNER, store=tmp_path / "s", block_size=BLOCK, progress=False)
-    r = direct_tsqr(st, rows=37, col_chunk=5)  # uneven row blocks, last one short
+    r = direct_tsqr(st, rows=37, col_chunk=5, workers=workers)  # uneven blocks, last short
     q = torch.from_numpy(np.asarray(st.group["Q"][:, :]))
     y = torch.from_numpy(st.read_y())
+    assert st.group["Q"].chunks == (37, 5)
     assert torch.allclose(q.T @ q, torch.eye(OUTER, dtype=q.dtype), atol=1e-12)
     assert torch.allclose(q @ r, y, atol=1e-10 * float(y.abs().max()))
     assert "tsqr_Q1" not in st.group
 
 
+def ill_conditioned(dim: int, outer: int, dtype: str, seed: int = 0) -> np.ndarray:
+    """``G diag(10^linspace(0, -6)) Vᵀ``: ``cond ≈ 10⁶``, and not merely badly scaled
+    columns (which the indirect ``Y R⁻¹`` would undo exactly)."""
+    rng = np.random.default_rng(seed)
+    v = np.linalg.qr(rng.standard_normal((outer, outer)))[0]
+    y = rng.standard_normal((dim, outer)) * 10.0 ** np.linspace(0.0, -6.0, outer) @ v.T
+    return y.astype(dtype)
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [("float32", 1e-5), ("float64", 1e-12)])
+def test_tsqr_of_ill_conditioned_zarr_y_is_orthonormal(tmp_path, dtype, tol) -> None:
+    dim, outer, rows = 17 * 170 + 15, 40, 170  # the last block (15 rows) is shorter than o
+    y = ill_conditioned(dim, outer, dtype)
+    group = zarr.open_group(str(tmp_path / "g"), mode="w", zarr_format=3)
+    yz = group.create_array("Y", shape=y.shape, chunks=(100, 16), dtype=dtype)
+    yz[:, :] = y
+    r = tsqr_zarr(yz, group, rows, col_chunk=7, workers=2, name="B")
+    q = np.asarray(group["B"][:, :])
+    assert q.dtype == np.dtype(dtype) and r.dtype == np.dtype(dtype) and r.shape == (40, 40)
+    assert "tsqr_Q1" not in group
+    q64, r64, y64 = (a.astype(np.float64) for a in (q, r, y))
+    assert np.linalg.cond(r64) > 1e5  # Y really is ill-conditioned
+    assert np.linalg.norm(q64.T @ q64 - np.eye(outer), 2) <= tol
+    assert np.linalg.norm(q64 @ r64 - y64) <= tol * np.linalg.norm(y64)
+    # The indirect Q = Y R⁻¹ fails the same check (why the direct form is used).
+    indirect = np.linalg.solve(r64.T, y64.T).T.astype(dtype).astype(np.float64)
+    assert np.linalg.norm(indirect.T @ indirect - np.eye(outer), 2) > 10 * tol
+
+
 def test_tsqr_rows_respects_budget_and_tallness() -> None:
     assert tsqr_rows(10_000, 20, 8, 4 * 20 * 8 * 500) == 500
+    assert tsqr_rows(10_000, 20, 8, 4 * 20 * 8 * 500, workers=2) == 250
     assert tsqr_rows(10_000, 20, 8, 1) == 20
     assert tsqr_rows(100, 20, 8, 10**12) == 100
+
+
+def test_tsqr_workers_fit_the_budget(monkeypatch) -> None:
+    monkeypatch.setattr(outofcore.os, "cpu_count", lambda: 4)
+    assert tsqr_workers(10**6, 20, 8, 10**12) == 4  # the CPUs
+    assert tsqr_workers(10**6, 20, 8, 1) == 1
+    per_worker = 4 * 20 * 8 * 80  # a block of 4·o rows
+    assert tsqr_workers(10**6, 20, 8, 2 * per_worker) == 2
+    rows = tsqr_rows(10**6, 20, 8, 2 * per_worker, workers=2)
+    assert rows == 80 and 2 * 4 * rows * 20 * 8 <= 2 * per_worker
 
 
 def test_zarr_matrix_indexing(tmp_path) -> None:

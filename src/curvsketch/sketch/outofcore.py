@@ -1,39 +1,115 @@
 """Out-of-core single-pass recovery: the outer sketch, its basis and the eigenvectors stay
-on disk; memory holds one row block of ``D × o`` and the small ``s × o`` / ``o × o`` factors.
+on disk; memory holds a few row blocks of ``D × o`` per worker and the small ``s × o`` /
+``o × o`` factors. The block stages run as Dask task graphs (threaded scheduler, parallel
+over row blocks) that read and write the store's Zarr arrays.
 
 QR: Direct TSQR (Demmel, Grigori, Hoemmen, Langou, "Communication-optimal parallel and
 sequential QR and LU factorizations", SIAM J. Sci. Comput. 34(1), 2012; Benson, Gleich,
 Demmel, "Direct QR factorizations for tall-and-skinny matrices in MapReduce
-architectures", IEEE BigData 2013, "Direct TSQR"): (1) each row block ``Y_i = Q1_i R_i``,
-``Q1_i`` written to a scratch array; (2) the stacked ``[R_1; …; R_m] = Q2 R``; (3)
-``Q_i = Q1_i Q2_i`` written to the store. Unlike the indirect form ``Q = Y R⁻¹`` it is as
-accurate as a Householder QR of ``Y`` (sketches of Hessians are badly conditioned). Dask's
-``tsqr`` computes the same factorisation, but as one task graph whose scheduler keeps every
-``Q1_i`` in memory until the second level is done (peak ``D·o``), so the levels are run
-here explicitly, each from and to Zarr.
+architectures", IEEE BigData 2013, "Direct TSQR" — the algorithm of
+:func:`dask.array.linalg.tsqr`): (1) each row block ``Y_i = Q1_i R_i`` (Householder,
+:func:`torch.linalg.qr`), ``Q1_i`` written to a scratch Zarr array; (2) the stacked
+``[R_1; …; R_m] = Q2 R`` by :func:`dask.array.linalg.tsqr` itself (``m·o × o``, in
+memory; Dask recurses when it is tall); (3) ``Q_i = Q1_i Q2_i`` written to the store.
+Unlike the indirect form ``Q = Y R⁻¹`` it is as accurate as a Householder QR of ``Y``
+(sketches of Hessians are badly conditioned).
+
+Why not ``dask.array.linalg.tsqr(da.from_zarr(Y))`` as a whole: its graph has the same
+three stages, but stage (3) needs ``Q1_i`` *and* ``Q2``, and ``Q2`` needs every ``R_i``,
+so the scheduler holds every ``Q1_i`` in memory until the second level is done — ``D·o``
+entries whatever the chunking (the threaded scheduler does not spill to disk); and its
+block QR, ``numpy.linalg.qr``, computes float32 in float64 with ~7.6 blocks of
+temporaries (measured on one 100,000 × 200 float32 block: +611 MB, torch: +83 MB).
+Measured with ``benchmarks/tsqr_memory.py``: float32 ``Y = G diag(10^linspace(0, -6))
+Vᵀ`` (``cond ≈ 10⁶``), ``o = 200``, Zarr chunks of 100,000 rows, ``Q`` written to Zarr;
+peak RSS increase over the process after imports; 2 CPU cores shared with other jobs,
+single-threaded BLAS (so the seconds are rough and 2 workers ran no faster than 1)::
+
+    method                                    D = 2·10⁶ (1.6 GB)        D = 10⁶
+                                              peak MB    s   ‖QᵀQ−I‖₂   peak MB
+    tsqr(from_zarr(Y)), da.store(Q)            2447     71   2.1e-08     1988
+    tsqr(...)[1] (R alone), Q = Y R⁻¹          1377     99   8.0e-03
+    this module, 2 workers                      489     47   2.8e-06      487
+    this module, 1 worker                       259     44   2.8e-06
+    previous sequential torch loop              343     45   3.6e-06
+
+With blocks of :func:`tsqr_rows` rows (a quarter of the budget per worker) the staged form
+stays within the budget: 259 MB with one worker on 80 MB blocks (budget 320 MB), 489 MB
+with two (640 MB), independent of ``D``. Dask's ``tsqr`` grows with ``D`` (it cannot stay
+within a budget below ``D·o``). Computing ``R`` alone culls the ``Q1_i`` and stays bounded
+by blocks (its 1377 MB are numpy's float64 temporaries in two workers), but the indirect
+``Q = Y R⁻¹`` loses orthogonality in proportion to ``cond(Y)``. Hence the staged form
+above: Dask's own ``tsqr`` for the second level, Dask graphs over the row blocks for the
+first and third, ``Q1`` persisted to Zarr in between. Its orthogonality is that of a
+float32 Householder QR (the in-memory path's ``torch.linalg.qr``); Dask's is better only
+because numpy computes in float64.
 
 Core (Tropp, Yurtsever, Udell, Cevher 2019): ``ΦQ`` and ``ΨQ`` from column blocks of ``Q``
 (``D × b`` in memory), then the small solve of :func:`.recovery.core_solve`. Eigenvectors:
-``U = Q W`` in row blocks, written to the store.
+``U = Q W`` in row blocks (a Dask graph), written to the store.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+
+import dask
+import dask.array as da
 import numpy as np
 import torch
+import zarr
 
 from curvsketch.sketch.noise import NoiseOperator
 from curvsketch.sketch.recovery import core_solve, sort_by_magnitude, stage_timer
 from curvsketch.store import ZarrMatrix, ZarrStore
 
-__all__ = ["direct_tsqr", "recover_singlepass_out_of_core", "tsqr_rows"]
+__all__ = [
+    "direct_tsqr",
+    "recover_singlepass_out_of_core",
+    "tsqr_rows",
+    "tsqr_workers",
+    "tsqr_zarr",
+]
+
+#: Most row blocks processed at once (each holds its block, ``Q1_i`` and LAPACK workspace).
+MAX_WORKERS = 8
 
 
-def tsqr_rows(dim: int, outer: int, itemsize: int, memory_budget: int) -> int:
-    """Rows per TSQR block: as many as fit a quarter of ``memory_budget`` (the block, its
-    ``Q1`` and workspace), at least ``outer`` (each block must be tall) and at most ``D``."""
-    fit = memory_budget // max(1, 4 * outer * itemsize)
+def tsqr_rows(dim: int, outer: int, itemsize: int, memory_budget: int, workers: int = 1) -> int:
+    """Rows per TSQR block: as many as fit a quarter of ``memory_budget / workers`` (each
+    of the ``workers`` concurrent blocks holds the block, its ``Q1`` and workspace), at
+    least ``outer`` (each block must be tall) and at most ``D``."""
+    fit = memory_budget // max(1, 4 * outer * itemsize * max(1, workers))
     return int(max(outer, min(dim, fit)))
+
+
+def tsqr_workers(dim: int, outer: int, itemsize: int, memory_budget: int) -> int:
+    """Row blocks processed concurrently: at most the CPU count (and :data:`MAX_WORKERS`),
+    and only as many as leave each block at least ``min(D, 4·o)`` rows under the budget."""
+    cpus = min(MAX_WORKERS, os.cpu_count() or 1)
+    per_worker = 4 * outer * itemsize * min(dim, 4 * outer)
+    return int(max(1, min(cpus, memory_budget // max(1, per_worker))))
+
+
+@contextlib.contextmanager
+def _threads_per_block(workers: int) -> Iterator[None]:
+    """Give each of ``workers`` concurrent blocks ``1/workers`` of torch's threads (restored
+    afterwards), so that parallel blocks do not oversubscribe the CPUs."""
+    before = torch.get_num_threads()
+    share = max(1, before // max(1, workers))
+    if share < before:
+        torch.set_num_threads(share)
+    try:
+        yield
+    finally:
+        if share < before:
+            torch.set_num_threads(before)
+
+
+def _tensor(block: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(block if block.flags.writeable else block.copy())
 
 
 def _array(group, name: str, shape: tuple[int, int], chunks: tuple[int, int], dtype):
@@ -48,37 +124,96 @@ def _array(group, name: str, shape: tuple[int, int], chunks: tuple[int, int], dt
     )
 
 
-def direct_tsqr(store: ZarrStore, rows: int, col_chunk: int) -> torch.Tensor:
-    """Orthonormal basis of the store's ``Y`` by Direct TSQR, written to array ``"Q"``.
+def _block_qr(block: np.ndarray, q1: zarr.Array, outer: int, block_info=None) -> np.ndarray:
+    """Stage (1) on one row block: write ``Q1_i`` to ``q1``, return ``R_i`` (``o × o``; a
+    block shorter than ``o`` gets zero rows in ``R_i`` and zero columns in ``Q1_i``).
+
+    Householder QR by :func:`torch.linalg.qr`, in the block's precision and about one
+    block of extra memory (``numpy.linalg.qr``, which Dask's ``tsqr`` calls, computes
+    float32 in float64 with several block-sized temporaries: 7.6 blocks measured)."""
+    r0, r1 = block_info[0]["array-location"][0]
+    q, r = torch.linalg.qr(_tensor(block), mode="reduced")
+    k = q.shape[1]
+    if k < outer:
+        q = torch.nn.functional.pad(q, (0, outer - k))
+        r = torch.nn.functional.pad(r, (0, 0, 0, outer - k))
+    q1[r0:r1, :] = q.numpy()
+    return r.numpy()
+
+
+def _times(block: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """A row block times a small matrix (stages (3) and ``U = Q W``)."""
+    return (_tensor(block) @ _tensor(right)).numpy()
+
+
+def tsqr_zarr(
+    y: zarr.Array,
+    group: zarr.Group,
+    rows: int,
+    col_chunk: int,
+    *,
+    workers: int = 1,
+    name: str = "Q",
+) -> np.ndarray:
+    """Orthonormal basis of a tall Zarr array ``y`` (``D × o``) by Direct TSQR, with each
+    stage a Dask graph over row blocks; ``Q`` is written to ``group[name]``.
+
+    Args:
+        y: the ``D × o`` array (``D >= o``).
+        group: where ``Q`` and the scratch array ``tsqr_Q1`` (removed at the end) go.
+        rows: rows per block (``>= o``); ``workers`` blocks are in memory at once.
+        col_chunk: column chunk of ``Q`` (column blocks are read by the core step).
+        workers: threads of Dask's threaded scheduler.
+        name: the array of ``Q``.
+
+    Returns:
+        The ``R`` factor (``o × o``), ``Y = Q R``.
+    """
+    dim, outer = (int(n) for n in y.shape)
+    rows = max(outer, min(dim, int(rows)))
+    workers = max(1, int(workers))
+    with _threads_per_block(workers):
+        return _tsqr_zarr(y, group, rows, col_chunk, workers, name)
+
+
+def _tsqr_zarr(y, group, rows: int, col_chunk: int, workers: int, name: str) -> np.ndarray:
+    dim, outer = (int(n) for n in y.shape)
+    dtype = y.dtype
+    run = {"scheduler": "threads", "num_workers": workers}
+    q1z = _array(group, "tsqr_Q1", (dim, outer), (rows, outer), dtype)
+    yd = da.from_zarr(y, chunks=(rows, outer))
+    nblocks = yd.numblocks[0]
+    # (1) block QRs: Q1_i to Zarr, the R_i (o × o each) stacked in memory.
+    rs = yd.map_blocks(_block_qr, q1z, outer, chunks=((outer,) * nblocks, (outer,)), dtype=dtype)
+    (stacked,) = dask.compute(rs, **run)
+    # (2) QR of the stacked R factors with Dask's own TSQR (recursive if the stack is tall).
+    q2d, rd = da.linalg.tsqr(da.from_array(stacked, chunks=(max(rows, 2 * outer), outer)))
+    q2, r = dask.compute(q2d, rd, **run)
+    # (3) Q_i = Q1_i Q2_i, block by block, into the store (whole chunks: no lock needed).
+    q1d = da.from_zarr(q1z, chunks=(rows, outer))
+    q2b = da.from_array(np.ascontiguousarray(q2), chunks=(outer, outer))
+    q = da.blockwise(_times, "ij", q1d, "ij", q2b, "ij", dtype=dtype, align_arrays=False)
+    qz = _array(group, name, (dim, outer), (rows, col_chunk), dtype)
+    da.store(q, qz, lock=False, **run)
+    del group["tsqr_Q1"]
+    return r
+
+
+def direct_tsqr(store: ZarrStore, rows: int, col_chunk: int, workers: int = 1) -> torch.Tensor:
+    """Orthonormal basis of the store's ``Y`` by Direct TSQR (:func:`tsqr_zarr`), written
+    to array ``"Q"``.
 
     Args:
         store: a bound, complete Zarr store.
         rows: rows per block (``>= o``).
         col_chunk: column chunk of ``Q`` (column blocks are read by the core step).
+        workers: row blocks processed at once.
 
     Returns:
         The ``R`` factor (``o × o``), for diagnostics.
     """
-    group, y = store.group, store.y_array()
-    dim, outer = (int(n) for n in y.shape)
-    starts = list(range(0, dim, rows))
-    q1 = _array(group, "tsqr_Q1", (dim, outer), (rows, outer), y.dtype)
-    rs = []
-    for r0 in starts:
-        r1 = min(dim, r0 + rows)
-        block = torch.from_numpy(np.asarray(y[r0:r1, :]))
-        q, r = torch.linalg.qr(block, mode="reduced")  # r1 - r0 < outer only in a last block
-        k = q.shape[1]
-        q1[r0:r1, :k] = q.numpy()
-        rs.append(torch.nn.functional.pad(r, (0, 0, 0, outer - k)) if k < outer else r)
-    q2, r = torch.linalg.qr(torch.cat(rs), mode="reduced")
-    qz = _array(group, "Q", (dim, outer), (rows, col_chunk), y.dtype)
-    for i, r0 in enumerate(starts):
-        r1 = min(dim, r0 + rows)
-        block = torch.from_numpy(np.asarray(q1[r0:r1, :]))
-        qz[r0:r1, :] = (block @ q2[i * outer : (i + 1) * outer]).numpy()
-    del group["tsqr_Q1"]
-    return r
+    r = tsqr_zarr(store.y_array(), store.group, rows, col_chunk, workers=workers)
+    return torch.from_numpy(np.ascontiguousarray(r))
 
 
 def recover_singlepass_out_of_core(
@@ -97,8 +232,8 @@ def recover_singlepass_out_of_core(
         store: bound and complete.
         phi: ``Φ`` (``s × D``).
         psi: ``Ψ`` (``s × D``).
-        memory_budget: bytes allowed for a row block of the ``D × o`` sketch (and its
-            factors): sets the TSQR row block.
+        memory_budget: bytes allowed for the row blocks of the ``D × o`` sketch (and their
+            factors) in memory at once: sets the TSQR row block and how many run at once.
         block_size: columns of ``Q`` per test-operator application.
         timings: optional dict; adds ``qr``, ``core``, ``eigh`` and ``eigvec`` seconds.
 
@@ -109,10 +244,11 @@ def recover_singlepass_out_of_core(
     ident = store.identity
     dim, outer, s = ident.dim, ident.outer, ident.inner
     itemsize = np.dtype(store.y_array().dtype).itemsize
-    rows = tsqr_rows(dim, outer, itemsize, memory_budget)
+    workers = tsqr_workers(dim, outer, itemsize, memory_budget)
+    rows = tsqr_rows(dim, outer, itemsize, memory_budget, workers)
     cols = max(1, min(outer, block_size))
     with stage_timer(timings, "qr"):
-        direct_tsqr(store, rows, cols)
+        direct_tsqr(store, rows, cols, workers)
     qz = store.group["Q"]
     with stage_timer(timings, "core"):
         z = torch.from_numpy(store.read_z())
@@ -131,7 +267,8 @@ def recover_singlepass_out_of_core(
     with stage_timer(timings, "eigvec"):
         values, w = sort_by_magnitude(values, w)
         uz = _array(store.group, "eigenvectors", (dim, outer), (rows, outer), qz.dtype)
-        for r0 in range(0, dim, rows):
-            r1 = min(dim, r0 + rows)
-            uz[r0:r1, :] = (torch.from_numpy(np.asarray(qz[r0:r1, :])) @ w).numpy()
+        qd = da.from_zarr(qz, chunks=(rows, outer))
+        u = qd.map_blocks(_times, w.numpy(), dtype=qz.dtype)
+        with _threads_per_block(workers):
+            da.store(u, uz, lock=False, scheduler="threads", num_workers=workers)
     return values, ZarrMatrix(uz)
