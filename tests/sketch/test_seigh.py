@@ -334,3 +334,26 @@ def test_shared_outer_sketch_degrades_with_a_positive_bulk():
     est_shared = aposteriori_error(op, shared, progress=False).relative_error
     est_indep = aposteriori_error(op, indep, progress=False).relative_error
     assert est_shared > 2 * est_indep
+
+
+@pytest.mark.parametrize("noise", ["ssrft", "gaussian"])
+def test_test_operators_side_by_side_equal_one_after_the_other(noise):
+    from curvsketch.sketch.noise import make_noise
+    from curvsketch.sketch.recovery import apply_test_operators
+
+    q = torch.linalg.qr(torch.randn(3000, 40, dtype=torch.float64)).Q
+    phi = make_noise(noise, 80, 3000, 1, "phi")
+    psi = make_noise(noise, 80, 3000, 1, "psi")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        left, right = apply_test_operators(phi, psi, q, 60, block_size=16)
+        assert torch.get_num_threads() == 2  # the split is undone
+        torch.set_num_threads(1)  # one after the other
+        left1, right1 = apply_test_operators(phi, psi, q, 60, block_size=16)
+    finally:
+        torch.set_num_threads(before)
+    assert right.shape == (60, 40)
+    torch.testing.assert_close(left, left1, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(right, right1, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(left, phi.matmul(q), rtol=1e-12, atol=1e-12)

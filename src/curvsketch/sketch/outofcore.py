@@ -51,9 +51,7 @@ Core (Tropp, Yurtsever, Udell, Cevher 2019): ``ΦQ`` and ``ΨQ`` from column blo
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 
 import dask
 import dask.array as da
@@ -62,7 +60,7 @@ import torch
 import zarr
 
 from curvsketch.sketch.noise import NoiseOperator
-from curvsketch.sketch.recovery import core_solve, sort_by_magnitude, stage_timer
+from curvsketch.sketch.recovery import core_solve, sort_by_magnitude, split_threads, stage_timer
 from curvsketch.store import ZarrMatrix, ZarrStore
 
 __all__ = [
@@ -91,21 +89,6 @@ def tsqr_workers(dim: int, outer: int, itemsize: int, memory_budget: int) -> int
     cpus = min(MAX_WORKERS, os.cpu_count() or 1)
     per_worker = 4 * outer * itemsize * min(dim, 4 * outer)
     return int(max(1, min(cpus, memory_budget // max(1, per_worker))))
-
-
-@contextlib.contextmanager
-def _threads_per_block(workers: int) -> Iterator[None]:
-    """Give each of ``workers`` concurrent blocks ``1/workers`` of torch's threads (restored
-    afterwards), so that parallel blocks do not oversubscribe the CPUs."""
-    before = torch.get_num_threads()
-    share = max(1, before // max(1, workers))
-    if share < before:
-        torch.set_num_threads(share)
-    try:
-        yield
-    finally:
-        if share < before:
-            torch.set_num_threads(before)
 
 
 def _tensor(block: np.ndarray) -> torch.Tensor:
@@ -172,7 +155,7 @@ def tsqr_zarr(
     dim, outer = (int(n) for n in y.shape)
     rows = max(outer, min(dim, int(rows)))
     workers = max(1, int(workers))
-    with _threads_per_block(workers):
+    with split_threads(workers):
         return _tsqr_zarr(y, group, rows, col_chunk, workers, name)
 
 
@@ -269,6 +252,6 @@ def recover_singlepass_out_of_core(
         uz = _array(store.group, "eigenvectors", (dim, outer), (rows, outer), qz.dtype)
         qd = da.from_zarr(qz, chunks=(rows, outer))
         u = qd.map_blocks(_times, w.numpy(), dtype=qz.dtype)
-        with _threads_per_block(workers):
+        with split_threads(workers):
             da.store(u, uz, lock=False, scheduler="threads", num_workers=workers)
     return values, ZarrMatrix(uz)

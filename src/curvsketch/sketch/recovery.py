@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -24,6 +25,7 @@ __all__ = [
     "PSD_TOLERANCE",
     "Factors",
     "IndefiniteOperatorError",
+    "apply_test_operators",
     "core_solve",
     "orthonormal_basis",
     "recover_hmt",
@@ -31,6 +33,7 @@ __all__ = [
     "recover_singlepass",
     "recover_svd",
     "sort_by_magnitude",
+    "split_threads",
     "stage_timer",
 ]
 
@@ -62,6 +65,40 @@ def stage_timer(timings: dict[str, float] | None, stage: str) -> Iterator[None]:
             if torch.cuda.is_available() and torch.cuda.is_initialized():
                 torch.cuda.synchronize()
             timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
+
+
+@contextmanager
+def split_threads(workers: int) -> Iterator[None]:
+    """Give each of ``workers`` concurrent tasks ``1/workers`` of torch's intra-op threads
+    for the duration (a process-wide setting, restored afterwards), so that tasks run side
+    by side do not oversubscribe the CPUs."""
+    before = torch.get_num_threads()
+    share = max(1, before // max(1, workers))
+    if share < before:
+        torch.set_num_threads(share)
+    try:
+        yield
+    finally:
+        if share < before:
+            torch.set_num_threads(before)
+
+
+def apply_test_operators(
+    phi: NoiseOperator, psi: NoiseOperator, q: torch.Tensor, t: int, *, block_size: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ΦQ`` and ``Ψ[:t]Q``, the two test-operator products of the single-pass core.
+
+    On a CPU with ``n ≥ 2`` torch threads the two run side by side, each on ``n/2``
+    threads: the batched FFTs and gathers of an SSRFT gain ~1.6× from a second thread, two
+    independent products on one thread each gain ~2×. Elsewhere they run one after the
+    other. The numbers are the same either way.
+    """
+    if q.device.type != "cpu" or torch.get_num_threads() < 2:
+        return phi.matmul(q, block_size=block_size), psi.matmul(q, 0, t, block_size=block_size)
+    with split_threads(2), ThreadPoolExecutor(2) as pool:
+        left = pool.submit(phi.matmul, q, block_size=block_size)
+        right = pool.submit(psi.matmul, q, 0, t, block_size=block_size)
+        return left.result(), right.result()
 
 
 def orthonormal_basis(y: torch.Tensor) -> torch.Tensor:
@@ -141,8 +178,7 @@ def recover_singlepass(
     with stage_timer(timings, "qr"):
         q = orthonormal_basis(y)
     with stage_timer(timings, "core"):
-        phi_q = phi.matmul(q, block_size=block_size)
-        psi_q = psi.matmul(q, 0, t, block_size=block_size)
+        phi_q, psi_q = apply_test_operators(phi, psi, q, t, block_size=block_size)
         core = core_solve(phi_q, z, psi_q)
         core = (core + core.T) / 2
     with stage_timer(timings, "eigh"):
