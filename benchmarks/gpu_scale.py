@@ -62,6 +62,7 @@ def run_scale(
     store_dir: Path,
     memory_budget: int | None = None,
     hvp_repeats: int = 1,
+    engine: str = "auto",
 ) -> dict[str, Any]:
     """Build the operator, time HVPs, measure into a store and recover; return timings."""
     t_total = time.perf_counter()
@@ -77,6 +78,7 @@ def run_scale(
         (x.to(device), y.to(device)),
         micro_batch_size=micro_batch,
         check_determinism=False,
+        engine=engine,
     )
     dim = op.shape[0]
     if store_dir.exists():
@@ -85,7 +87,7 @@ def run_scale(
     layout = time.perf_counter() - t0
 
     v = torch.randn(dim, block_size, device=device, dtype=op.dtype)
-    op @ v[:, :1]  # warm-up (engine choice, cuDNN autotune)
+    op @ v  # warm-up on a whole block (engine choice on the real block size, cuDNN autotune)
     sync(device)
     t0 = time.perf_counter()
     for _ in range(hvp_repeats):
@@ -121,6 +123,7 @@ def run_scale(
         "outer": outer,
         "inner": inner,
         "block_size": block_size,
+        "engine": op.engine,
         "seconds_per_hvp": per_hvp,
         "products_per_second": inner / max(timings["measure"], 1e-12),
         "stages_seconds": stages,
