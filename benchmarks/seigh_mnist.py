@@ -12,7 +12,7 @@ top-350 magnitude mask. Methods at 710 products unless named otherwise:
   hmt + 1 power iteration (o=355, 1065 products); skerch hmt (o=355) and oversampled
   (o=355, inner 710: 1065 products) when skerch is importable (``make bench-env``).
 
-Usage: python benchmarks/seigh_mnist.py [--seeds 5] [--out benchmarks/out]
+Usage: python benchmarks/seigh_mnist.py [--seeds 5] [--out benchmarks/out] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=1000, help="SGD steps before the Hessian")
     parser.add_argument("--out", default="benchmarks/out")
+    parser.add_argument(
+        "--only", action="append", default=[], help="run only this method (exact name; repeat)"
+    )
     args = parser.parse_args()
 
     op, theta = setting(args.steps)
@@ -132,6 +135,12 @@ def main() -> None:
         methods["skerch 1.2 singlepass o=710"] = skerch_method("singlepass", 710)
     except ImportError:
         print("skerch not importable: its rows are left out (make bench-env installs it)")
+
+    if args.only:
+        unknown = sorted(set(args.only) - set(methods))
+        if unknown:
+            parser.error(f"--only: unknown method(s) {unknown}; known: {sorted(methods)}")
+        methods = {k: v for k, v in methods.items() if k in args.only}
 
     rows = []
     for name, run in methods.items():
