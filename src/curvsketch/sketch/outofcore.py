@@ -60,7 +60,13 @@ import torch
 import zarr
 
 from curvsketch.sketch.noise import NoiseOperator
-from curvsketch.sketch.recovery import core_solve, sort_by_magnitude, split_threads, stage_timer
+from curvsketch.sketch.recovery import (
+    apply_test_operators,
+    core_solve,
+    eigh_by_magnitude,
+    split_threads,
+    stage_timer,
+)
 from curvsketch.store import ZarrMatrix, ZarrStore
 
 __all__ = [
@@ -240,15 +246,13 @@ def recover_singlepass_out_of_core(
         for c0 in range(0, outer, cols):
             c1 = min(outer, c0 + cols)
             qc = torch.from_numpy(np.asarray(qz[:, c0:c1]))
-            phi_q[:, c0:c1] = phi.matmul(qc, block_size=block_size)
-            psi_q[:, c0:c1] = psi.matmul(qc, 0, s, block_size=block_size)
+            phi_q[:, c0:c1], psi_q[:, c0:c1] = apply_test_operators(
+                phi, psi, qc, s, block_size=block_size
+            )
             del qc
         core = core_solve(phi_q, z, psi_q)
-        core = (core + core.T) / 2
-    with stage_timer(timings, "eigh"):
-        values, w = torch.linalg.eigh(core)
+    values, w = eigh_by_magnitude(core, timings)
     with stage_timer(timings, "eigvec"):
-        values, w = sort_by_magnitude(values, w)
         uz = _array(store.group, "eigenvectors", (dim, outer), (rows, outer), qz.dtype)
         qd = da.from_zarr(qz, chunks=(rows, outer))
         u = qd.map_blocks(_times, w.numpy(), dtype=qz.dtype)

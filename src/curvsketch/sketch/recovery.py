@@ -27,6 +27,7 @@ __all__ = [
     "IndefiniteOperatorError",
     "apply_test_operators",
     "core_solve",
+    "eigh_by_magnitude",
     "orthonormal_basis",
     "recover_hmt",
     "recover_nystrom",
@@ -99,6 +100,25 @@ def apply_test_operators(
         left = pool.submit(phi.matmul, q, block_size=block_size)
         right = pool.submit(psi.matmul, q, 0, t, block_size=block_size)
         return left.result(), right.result()
+
+
+def eigh_by_magnitude(
+    matrix: torch.Tensor, timings: dict[str, float] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigendecomposition of the symmetric part of a small core matrix, sorted by ``|λ|``.
+
+    Args:
+        matrix: ``(o, o)``; only ``(matrix + matrixᵀ)/2`` is decomposed.
+        timings: optional dict; adds ``eigh`` and ``eigvec`` (the sort) seconds.
+
+    Returns:
+        ``(λ, W)`` sorted by ``|λ|`` descending, signs kept.
+    """
+    with stage_timer(timings, "eigh"):
+        values, w = torch.linalg.eigh((matrix + matrix.T) / 2)
+    with stage_timer(timings, "eigvec"):
+        values, w = sort_by_magnitude(values, w)
+    return values, w
 
 
 def orthonormal_basis(y: torch.Tensor) -> torch.Tensor:
@@ -180,11 +200,7 @@ def recover_singlepass(
     with stage_timer(timings, "core"):
         phi_q, psi_q = apply_test_operators(phi, psi, q, t, block_size=block_size)
         core = core_solve(phi_q, z, psi_q)
-        core = (core + core.T) / 2
-    with stage_timer(timings, "eigh"):
-        values, w = torch.linalg.eigh(core)
-    with stage_timer(timings, "eigvec"):
-        values, w = sort_by_magnitude(values, w)
+    values, w = eigh_by_magnitude(core, timings)
     return Factors(values, q, w)
 
 
@@ -203,11 +219,7 @@ def recover_hmt(
     """
     with stage_timer(timings, "core"):
         b = q.T @ hq
-        b = (b + b.T) / 2
-    with stage_timer(timings, "eigh"):
-        values, w = torch.linalg.eigh(b)
-    with stage_timer(timings, "eigvec"):
-        values, w = sort_by_magnitude(values, w)
+    values, w = eigh_by_magnitude(b, timings)
     return Factors(values, q, w)
 
 
