@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from curvsketch.analysis.metrics_study import PLOT_KEYS
+
 __all__ = ["draw_all"]
 
 KIND_STYLE = {"exact": "-", "sketched": "--"}
@@ -144,15 +146,7 @@ def metrics_over_training(results: dict[str, Any], path: Path) -> Path:
     split = _splits(results)[-1]
     an = _analyses(results, split)
     rhos = list(an[0]["metrics"]) if an else []
-    names = [
-        "geodesic_sim",
-        "chordal_2_sim",
-        "chordal_f_sim",
-        "projection_2_sim",
-        "projection_f_sim",
-        "fubini_study_sim",
-        "overlap",
-    ]
+    names = list(PLOT_KEYS)
     fig, axes = plt.subplots(
         1, max(len(rhos), 1), figsize=(4.3 * max(len(rhos), 1), 3.8), squeeze=False
     )
