@@ -139,7 +139,7 @@ class ErrorEstimate:
 
 def _approx_operator(approx: Any) -> tuple[Any, torch.Tensor | None]:
     if isinstance(approx, EighResult):
-        return approx.as_operator(), approx.eigenvalues
+        return approx.as_operator(), approx.approximation_values
     if isinstance(approx, SvdResult):
         return approx.as_operator(), approx.singular_values
     return check_operator(approx, "aposteriori_error (approx)"), None

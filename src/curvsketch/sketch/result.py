@@ -101,6 +101,11 @@ class EighResult:
         power_iters: subspace iterations (``"hmt"``).
         num_products: operator products spent.
         timings: seconds per stage (``measure``, ``qr``, ``core``, ``eigh``, ``eigvec``).
+        ritz_values: ``(k,)`` Rayleigh–Ritz values ``θ`` (``"hmt"``; else ``None``). The
+            ``eigenvalues`` of an ``"hmt"`` result are ``sign(θ)·√(θ² + r²)`` (see
+            :func:`curvsketch.sketch.recovery.recover_hmt`).
+        residual_norms: ``(k,)`` residuals ``r = ‖H u − θ u‖`` (``"hmt"``; else ``None``):
+            an eigenvalue of ``H`` lies in ``[θ − r, θ + r]``, see :meth:`eigenvalue_bounds`.
     """
 
     eigenvalues: torch.Tensor
@@ -114,11 +119,20 @@ class EighResult:
     power_iters: int = 0
     num_products: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    ritz_values: torch.Tensor | None = None
+    residual_norms: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.eigenvalues.ndim != 1:
             raise ValueError(f"eigenvalues must be 1-D, got {tuple(self.eigenvalues.shape)}")
         _check_factor("EighResult", self.Q, self.V, self.eigenvalues.shape[0])
+        for name in ("ritz_values", "residual_norms"):
+            extra = getattr(self, name)
+            if extra is not None and tuple(extra.shape) != tuple(self.eigenvalues.shape):
+                raise ValueError(
+                    f"{name} must have the shape of eigenvalues "
+                    f"{tuple(self.eigenvalues.shape)}, got {tuple(extra.shape)}"
+                )
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -163,9 +177,36 @@ class EighResult:
     def top(self, k: int) -> EighResult:
         """The ``k`` eigenpairs of largest ``|λ|`` (shares storage with this result)."""
         _check_top(k, len(self))
+        extra = {
+            name: None if getattr(self, name) is None else getattr(self, name)[:k]
+            for name in ("ritz_values", "residual_norms")
+        }
         if self.V is None:
-            return replace(self, eigenvalues=self.eigenvalues[:k], Q=self.Q[:, :k])
-        return replace(self, eigenvalues=self.eigenvalues[:k], V=self.V[:, :k])
+            return replace(self, eigenvalues=self.eigenvalues[:k], Q=self.Q[:, :k], **extra)
+        return replace(self, eigenvalues=self.eigenvalues[:k], V=self.V[:, :k], **extra)
+
+    def eigenvalue_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Guaranteed intervals ``[θ − r, θ + r]``, each holding an eigenvalue of ``H``.
+
+        For a symmetric ``H`` and a unit vector ``u``, some eigenvalue lies within
+        ``‖H u − θ u‖`` of the Rayleigh quotient ``θ = uᵀHu`` (Parlett, "The Symmetric
+        Eigenvalue Problem", ch. 4). Exact up to the rounding of the products; the
+        intervals of neighbouring pairs may hold the same eigenvalue.
+
+        Returns:
+            ``(lower, upper)``, each ``(k,)``, in the order of :attr:`eigenvalues`.
+
+        Raises:
+            ValueError: the result has no residuals (only ``recovery="hmt"`` measures them:
+                its second pass gives ``H U``; single-pass and Nyström results do not).
+        """
+        if self.ritz_values is None or self.residual_norms is None:
+            raise ValueError(
+                f"eigenvalue_bounds: a {self.recovery!r} result has no residual norms; use "
+                "recovery='hmt' (its second pass measures H·U), or estimate the overall "
+                "error with curvsketch.aposteriori_error"
+            )
+        return self.ritz_values - self.residual_norms, self.ritz_values + self.residual_norms
 
     def materialize(self) -> EighResult:
         """A result whose ``Q`` holds the eigenvectors (``V = None``); times ``eigvec``."""
@@ -177,13 +218,21 @@ class EighResult:
         timings["eigvec"] = timings.get("eigvec", 0.0) + time.perf_counter() - t0
         return replace(self, Q=vectors, V=None, timings=timings)
 
+    @property
+    def approximation_values(self) -> torch.Tensor:
+        """The values of the low-rank approximation ``U diag(·) Uᵀ``: the Rayleigh–Ritz
+        values when the result has them (the best ``Q M Qᵀ`` in Frobenius norm), else
+        :attr:`eigenvalues`."""
+        return self.eigenvalues if self.ritz_values is None else self.ritz_values
+
     def as_operator(self) -> LowRankOperator:
-        """The approximation ``U diag(λ) Uᵀ`` as a matrix-free symmetric operator."""
-        return LowRankOperator(self.Q, self.eigenvalues, self.V)
+        """The approximation ``U diag(λ) Uᵀ`` as a matrix-free symmetric operator, with
+        ``λ`` = :attr:`approximation_values`."""
+        return LowRankOperator(self.Q, self.approximation_values, self.V)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write to ``path`` with ``torch.save`` (plain tensors and a dict)."""
-        _save(self, "EighResult", path, ["eigenvalues", "Q", "V"])
+        _save(self, "EighResult", path, ["eigenvalues", "Q", "V", "ritz_values", "residual_norms"])
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], map_location: Any = "cpu") -> EighResult:

@@ -354,6 +354,8 @@ def seigh(
         power_iters=power_iters,
         num_products=num_products,
         timings=timings,
+        ritz_values=factors.ritz,
+        residual_norms=factors.residuals,
     )
 
 
