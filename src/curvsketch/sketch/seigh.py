@@ -17,7 +17,9 @@ Four recoveries share one measurement scheme (blocks of test vectors addressed b
   ``aposteriori_error`` reports a poor single-pass approximation on a large operator.
 * ``"hmt"``: two passes (Halko, Martinsson, Tropp, "Finding structure with randomness",
   SIAM Review 53(2), 2011, Alg. 4.1/4.4 + 5.3): range finder, optional subspace
-  iterations, then the Rayleigh–Ritz matrix ``QᵀHQ``.
+  iterations, then the Rayleigh–Ritz matrix ``QᵀHQ``; the residual of each Ritz pair
+  gives an interval that holds an eigenvalue and a corrected eigenvalue ``±‖Hu‖``
+  (:func:`curvsketch.sketch.recovery.recover_hmt`).
 * ``"nystrom"``: PSD operators only (GGN): Tropp, Yurtsever, Udell, Cevher, "Fixed-rank
   approximation of a positive-semidefinite matrix from streaming data", NeurIPS 2017,
   Alg. 3, with its stabilising shift.
@@ -284,7 +286,8 @@ def seigh(
     Returns:
         :class:`EighResult`, eigenpairs sorted by ``|λ|`` descending, eigenvectors factored
         as ``Q @ V``. Products spent: ``inner`` (singlepass), ``outer + inner`` (tropp),
-        ``outer·(2 + power_iters)`` (hmt), ``outer`` (nystrom).
+        ``outer·(2 + power_iters)`` (hmt), ``outer`` (nystrom). ``"hmt"`` results also
+        carry ``ritz_values`` and ``residual_norms`` (:meth:`EighResult.eigenvalue_bounds`).
 
     Raises:
         ValueError: bad sizes or names, non-square operator, dtype/device mismatch,
