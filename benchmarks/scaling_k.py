@@ -15,11 +15,16 @@ neighbour to the best curvsketch variant come from this one run (for a neighbour
 the cap, the lower bound is the stopped run's seconds ÷ the best curvsketch time, assuming
 a larger budget takes longer).
 
-Writes ``<out>/scaling_k.json`` after every run.
+Writes ``<out>/scaling_k.json`` after every run. With ``--append`` the rows of an earlier
+``scaling_k.json`` for other (k, method) pairs are kept (and its commands listed), so that
+the expensive k = 1000 ladders and the cheaper ones can run as separate, quiet invocations
+with their own caps. Run all methods of one k in one invocation: the ratios of a k then
+come from one run (each row records its ``invocation``, an index into
+``meta.invocations``).
 
 Usage:
     python benchmarks/scaling_k.py [--quick] [--out benchmarks/out] [--ks 50 200 1000]
-        [--methods NAME ...] [--cap 1200] [--threads 2]
+        [--methods NAME ...] [--cap 1200] [--threads 2] [--append]
 """
 
 from __future__ import annotations
@@ -109,6 +114,9 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--append", action="store_true", help="keep earlier rows of other (k, method) pairs"
+    )
     args = parser.parse_args()
     set_threads(args.threads)
     ks = args.ks or (QUICK_KS if args.quick else FULL_KS)
@@ -131,6 +139,18 @@ def main() -> None:
         "rows": [],
         "summary": [],
     }
+    names = [m.name for m in methods]
+    if args.append and path.exists():
+        import json
+
+        old = json.loads(path.read_text())
+        mine = {(k, n) for k in ks for n in names}
+        payload["rows"] = [r for r in old["rows"] if (r["k"], r["method"]) not in mine]
+        runs = old["meta"].get("invocations", [old["meta"]])
+        meta["invocations"] = [*runs, {key: meta[key] for key in meta if key != "invocations"}]
+        for r in payload["rows"]:
+            r.setdefault("invocation", len(runs) - 1)
+        payload["summary"] = [s for s in old.get("summary", []) if s["k"] not in ks]
     write_json(path, payload)
     for k in ks:
         if k > len(problem.ref_values):
@@ -145,6 +165,7 @@ def main() -> None:
                 if spent >= cap:
                     break
                 row = measure(method, target, ref, k, budget, args.seed, cap - spent)
+                row["invocation"] = len(meta.get("invocations", [meta])) - 1
                 spent += row["seconds"]
                 if row["status"] == "ok":
                     row["meets_target"] = meets_target(row, EIG_TOL, OVERLAP_MIN)
@@ -154,7 +175,9 @@ def main() -> None:
                 log(f"{describe(row)}{hit}")
                 if row["status"] != "ok" or row.get("meets_target"):
                     break
-        summary = summarise(payload["rows"], k, cap, [m.name for m in methods])
+        ran = {r["method"] for r in payload["rows"] if r["k"] == k}
+        done = sorted(ran, key=list(METHODS).index)
+        summary = summarise(payload["rows"], k, cap, done)
         payload["summary"] = [s for s in payload["summary"] if s["k"] != k] + [summary]
         write_json(path, payload)
         for key, r in summary["ratios"].items():

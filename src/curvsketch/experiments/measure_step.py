@@ -180,7 +180,8 @@ def analyse_step(
         op = curvature_operator(h, model, loss_fn, data)
         D = op.shape[0]
         outer = min(s.outer, D)
-        inner = None if s.recovery not in ("singlepass", "tropp") else min(s.inner or 2 * outer, D)
+        takes_inner = s.recovery in ("singlepass", "tropp", "krylov")
+        inner = min(s.inner or 2 * outer, D) if takes_inner else None
         theta = op.parameter_vector()
         timings: dict[str, float] = {}
         use_exact = h.exact == "true" or (h.exact == "auto" and h.max_exact_dim >= D)

@@ -93,18 +93,20 @@ class EighResult:
         eigenvalues: ``(k,)``.
         Q: ``(D, o)`` orthonormal basis.
         V: ``(o, k)`` rotation, or ``None`` when ``Q`` already holds the eigenvectors.
-        recovery: ``"singlepass"``, ``"hmt"`` or ``"nystrom"``.
+        recovery: ``"singlepass"``, ``"tropp"``, ``"hmt"``, ``"nystrom"`` or ``"krylov"``.
         noise: test-operator kind.
         seed: the user seed of the test operators.
         outer: sketch size ``o``.
-        inner: inner sketch size ``s`` (single pass), else ``None``.
+        inner: inner sketch size ``s`` (single pass), the basis size ``m`` (krylov), else
+            ``None``.
         power_iters: subspace iterations (``"hmt"``).
         num_products: operator products spent.
         timings: seconds per stage (``measure``, ``qr``, ``core``, ``eigh``, ``eigvec``).
-        ritz_values: ``(k,)`` Rayleigh–Ritz values ``θ`` (``"hmt"``; else ``None``). The
-            ``eigenvalues`` of an ``"hmt"`` result are ``sign(θ)·√(θ² + r²)`` (see
-            :func:`curvsketch.sketch.recovery.recover_hmt`).
-        residual_norms: ``(k,)`` residuals ``r = ‖H u − θ u‖`` (``"hmt"``; else ``None``):
+        ritz_values: ``(k,)`` Rayleigh–Ritz values ``θ`` (``"hmt"``, ``"krylov"``; else
+            ``None``). The ``eigenvalues`` of such a result are ``sign(θ)·√(θ² + r²)``
+            (see :func:`curvsketch.sketch.recovery.recover_hmt`).
+        residual_norms: ``(k,)`` residuals ``r = ‖H u − θ u‖`` (``"hmt"``, ``"krylov"``;
+            else ``None``):
             an eigenvalue of ``H`` lies in ``[θ − r, θ + r]``, see :meth:`eigenvalue_bounds`.
     """
 
@@ -197,13 +199,13 @@ class EighResult:
             ``(lower, upper)``, each ``(k,)``, in the order of :attr:`eigenvalues`.
 
         Raises:
-            ValueError: the result has no residuals (only ``recovery="hmt"`` measures them:
-                its second pass gives ``H U``; single-pass and Nyström results do not).
+            ValueError: the result has no residuals (``"hmt"`` and ``"krylov"`` measure them:
+                both products with ``U`` are at hand; single-pass and Nyström results do not).
         """
         if self.ritz_values is None or self.residual_norms is None:
             raise ValueError(
                 f"eigenvalue_bounds: a {self.recovery!r} result has no residual norms; use "
-                "recovery='hmt' (its second pass measures H·U), or estimate the overall "
+                "recovery='hmt' or 'krylov' (they measure H·U), or estimate the overall "
                 "error with curvsketch.aposteriori_error"
             )
         return self.ritz_values - self.residual_norms, self.ritz_values + self.residual_norms

@@ -23,6 +23,10 @@ Four recoveries share one measurement scheme (blocks of test vectors addressed b
 * ``"nystrom"``: PSD operators only (GGN): Tropp, Yurtsever, Udell, Cevher, "Fixed-rank
   approximation of a positive-semidefinite matrix from streaming data", NeurIPS 2017,
   Alg. 3, with its stabilising shift.
+* ``"krylov"``: randomized block Krylov (Musco & Musco, NeurIPS 2015, Alg. 2) from a block
+  of ``block_size`` test vectors, ``inner`` products in all, Rayleigh–Ritz with free
+  residuals (:func:`curvsketch.sketch.krylov.block_krylov`): for hundreds to thousands of
+  eigenpairs of a slowly decaying spectrum to high accuracy.
 """
 
 from __future__ import annotations
@@ -32,21 +36,14 @@ from typing import Any
 import torch
 
 from curvsketch.progress import Progress
-from curvsketch.sketch.measure import apply_in_blocks, block_ranges, column_major, measure_block
-from curvsketch.sketch.noise import (
-    STREAM_OMEGA,
-    STREAM_PHI,
-    STREAM_PSI,
-    NoiseOperator,
-    make_noise,
-)
-from curvsketch.sketch.recovery import (
-    Factors,
-    orthonormal_basis,
-    recover_hmt,
-    recover_nystrom,
-    recover_singlepass,
-    stage_timer,
+from curvsketch.sketch.noise import STREAM_OMEGA, STREAM_PHI, STREAM_PSI
+from curvsketch.sketch.passes import (
+    hmt_pass,
+    krylov_pass,
+    measure_outer,
+    measure_singlepass,
+    nystrom_pass,
+    single_pass,
 )
 from curvsketch.sketch.result import EighResult
 from curvsketch.sketch.validate import (
@@ -68,11 +65,15 @@ __all__ = [
     "seigh",
 ]
 
-RECOVERIES = ("singlepass", "tropp", "hmt", "nystrom")
+RECOVERIES = ("singlepass", "tropp", "hmt", "nystrom", "krylov")
 #: Stream names of the test operators under the user seed. The outer test vectors of
 #: "singlepass", "hmt" and "nystrom" are rows of ``Ψ``, so equal seeds give equal outer
 #: sketches; "tropp" draws its outer test vectors from the independent stream ``Ω``.
 _CORE_RECOVERIES = ("singlepass", "tropp")
+#: Largest default Krylov block, and the fewest blocks a default Krylov basis has.
+KRYLOV_BLOCK, KRYLOV_MIN_DEPTH = 64, 8
+#: Recoveries that take ``inner``: the inner sketch size, or the Krylov basis size.
+_INNER_RECOVERIES = (*_CORE_RECOVERIES, "krylov")
 
 
 def _check_sizes(
@@ -90,15 +91,25 @@ def _check_sizes(
             f"power_iters={power_iters} needs recovery='hmt' (the only multi-pass recovery); "
             f"use power_iters=0 with recovery={recovery!r}"
         )
-    if recovery not in _CORE_RECOVERIES:
+    if recovery not in _INNER_RECOVERIES:
         if inner is not None:
             raise ValueError(
-                f"inner={inner!r} is only used by recovery='singlepass' or 'tropp'; leave "
-                f"inner=None with recovery={recovery!r}"
+                f"inner={inner!r} is only used by recovery='singlepass', 'tropp' or 'krylov'; "
+                f"leave inner=None with recovery={recovery!r}"
             )
         return outer, None, power_iters
     if inner is None:
         return outer, min(2 * outer, dim), power_iters
+    if recovery == "krylov":
+        inner = check_count("inner", inner, 1, "the Krylov basis size m (products)")
+        if inner < outer:
+            raise ValueError(
+                f"inner={inner} must be >= outer={outer}: the Krylov basis (inner columns) "
+                f"holds the outer Ritz pairs; e.g. inner = 2*outer = {2 * outer}"
+            )
+        if inner > dim:
+            raise ValueError(f"inner={inner} exceeds the operator's dimension D={dim}")
+        return outer, inner, power_iters
     inner = check_count("inner", inner, 1, "the inner sketch size s; the paper uses 2*outer")
     if inner < outer:
         raise ValueError(
@@ -113,121 +124,22 @@ def _check_sizes(
     return outer, inner, power_iters
 
 
-def measure_singlepass(
-    op: Any,
-    psi: NoiseOperator,
-    phi: NoiseOperator,
-    outer: int,
-    *,
-    block_size: int,
-    dtype: torch.dtype,
-    device: torch.device,
-    progress: Progress | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Measure the single-pass sketches ``Y = H Ψ[:outer]ᵀ`` and ``Z = Φ H Ψᵀ`` in memory.
-
-    One product per row of ``Ψ`` (``s = psi.num_rows``), in blocks of ``block_size``; the
-    first ``outer`` products are kept whole as ``Y``.
-
-    Returns:
-        ``(Y, Z)`` of shapes ``(D, outer)`` and ``(phi.num_rows, s)``.
-    """
-    dim, s = op.shape[0], psi.num_rows
-    y_all = column_major((dim, outer), dtype=dtype, device=device)
-    z_all = torch.empty((phi.num_rows, s), dtype=dtype, device=device)
-    for i0, i1 in block_ranges(0, s, block_size):
-        y, z = measure_block(op, psi, i0, i1, inner=phi, dtype=dtype, device=device)
-        assert z is not None
-        z_all[:, i0:i1] = z
-        if i0 < outer:
-            y_all[:, i0 : min(i1, outer)] = y[:, : min(i1, outer) - i0]
-        if progress is not None:
-            progress.update(i1 - i0)
-    return y_all, z_all
-
-
-def measure_outer(
-    op: Any,
-    omega: NoiseOperator,
-    outer: int,
-    *,
-    block_size: int,
-    dtype: torch.dtype,
-    device: torch.device,
-    progress: Progress | None = None,
-) -> torch.Tensor:
-    """Measure the outer sketch ``Y = H Ω[:outer]ᵀ`` in memory, in blocks.
-
-    Returns:
-        ``Y`` of shape ``(D, outer)``.
-    """
-    y_all = column_major((op.shape[0], outer), dtype=dtype, device=device)
-    for i0, i1 in block_ranges(0, outer, block_size):
-        y_all[:, i0:i1] = measure_block(op, omega, i0, i1, dtype=dtype, device=device)[0]
-        if progress is not None:
-            progress.update(i1 - i0)
-    return y_all
-
-
-def _single_pass(
-    op: Any, recovery: str, noise: str, seed: int, outer: int, inner: int, ctx: dict[str, Any]
-) -> Factors:
-    """``"singlepass"`` (shared outer vectors) or ``"tropp"`` (independent ``Ω``)."""
-    dim, timings, block = op.shape[0], ctx["timings"], ctx["block_size"]
-    psi = make_noise(noise, inner, dim, seed, STREAM_PSI)
-    phi = make_noise(noise, inner, dim, seed, STREAM_PHI)
-    kw = {"block_size": block, "dtype": ctx["dtype"], "device": ctx["device"]}
-    with stage_timer(timings, "measure"):
-        if recovery == "tropp":
-            omega = make_noise(noise, outer, dim, seed, STREAM_OMEGA)
-            y = measure_outer(op, omega, outer, progress=ctx["bar"], **kw)
-            _, z = measure_singlepass(op, psi, phi, 0, progress=ctx["bar"], **kw)
-        else:
-            y, z = measure_singlepass(op, psi, phi, outer, progress=ctx["bar"], **kw)
-    return recover_singlepass(y, z, phi, psi, block_size=block, timings=timings)
-
-
-def _hmt(
-    op: Any, noise: str, seed: int, outer: int, power_iters: int, ctx: dict[str, Any]
-) -> Factors:
-    """Range finder, ``power_iters`` subspace iterations, Rayleigh–Ritz."""
-    timings, block, bar = ctx["timings"], ctx["block_size"], ctx["bar"]
-    psi = make_noise(noise, outer, op.shape[0], seed, STREAM_PSI)
-    with stage_timer(timings, "measure"):
-        y = measure_outer(
-            op, psi, outer, block_size=block, dtype=ctx["dtype"], device=ctx["device"], progress=bar
+def _krylov_blocks(dim: int, inner: int, block_size: Any) -> tuple[int, int]:
+    """``(blocks, width)``: the Krylov block is ``block_size``, by default
+    ``min(64, ⌈inner/8⌉)`` (at least 8 blocks deep: a Krylov space needs depth);
+    ``inner`` is rounded up to whole blocks."""
+    if block_size is None:
+        width = max(1, min(KRYLOV_BLOCK, -(-inner // KRYLOV_MIN_DEPTH)))
+    else:
+        width = check_block_size(block_size, inner)
+    blocks = -(-inner // width)
+    if blocks * width > dim:
+        raise ValueError(
+            f"inner={inner} in Krylov blocks of block_size={width} rounds up to "
+            f"{blocks * width} columns, more than D={dim}: use inner <= {dim // width * width} "
+            "or a block_size that divides inner"
         )
-    with stage_timer(timings, "qr"):
-        q = orthonormal_basis(y)
-        del y
-    for it in range(power_iters):
-        with stage_timer(timings, "measure"):
-            what = f"op @ Q (power iteration {it + 1})"
-            hq = apply_in_blocks(op, q, block, what=what, on_block=bar.update)
-        with stage_timer(timings, "qr"):
-            q = orthonormal_basis(hq)
-            del hq
-    with stage_timer(timings, "measure"):
-        hq = apply_in_blocks(op, q, block, what="op @ Q (Rayleigh-Ritz)", on_block=bar.update)
-    return recover_hmt(q, hq, timings=timings)
-
-
-def _nystrom(op: Any, noise: str, seed: int, outer: int, ctx: dict[str, Any]) -> Factors:
-    """Stabilised Nyström from ``outer`` products."""
-    dtype, device = ctx["dtype"], ctx["device"]
-    psi = make_noise(noise, outer, op.shape[0], seed, STREAM_PSI)
-    with stage_timer(ctx["timings"], "measure"):
-        y = measure_outer(
-            op,
-            psi,
-            outer,
-            block_size=ctx["block_size"],
-            dtype=dtype,
-            device=device,
-            progress=ctx["bar"],
-        )
-    omega = psi.columns(0, outer, dtype=dtype, device=device)
-    return recover_nystrom(y, omega, timings=ctx["timings"])
+    return blocks, width
 
 
 def seigh(
@@ -252,7 +164,7 @@ def seigh(
     Udell, Cevher 2019): with test operators ``Ψ, Φ`` (``s × D``), measure ``y_i = H ψ_i`` for
     ``i < s`` (``s = inner``), ``Z = Φ [y_0 … y_{s−1}]`` and ``Y = [y_0 … y_{o−1}]``;
     ``Q = orth(Y)``, ``C = (ΦQ)⁺ Z ((ΨQ)ᵀ)⁺`` (least squares), ``(C + Cᵀ)/2 = W Λ Wᵀ``,
-    ``H ≈ (QW) Λ (QW)ᵀ``. ``"tropp"``, ``"hmt"`` and ``"nystrom"``: see the module
+    ``H ≈ (QW) Λ (QW)ᵀ``. ``"tropp"``, ``"hmt"``, ``"nystrom"``, ``"krylov"``: see the module
     docstring. On very large operators whose small eigenvalues share a sign (a bulk with a
     non-zero mean), ``"singlepass"`` can be far off: check it with
     :func:`curvsketch.sketch.aposteriori_error` and prefer ``"tropp"`` there.
@@ -261,12 +173,17 @@ def seigh(
         op: symmetric ``D × D`` operator (``.shape``, ``.dtype``, ``.device``, ``@``) or a
             tensor/array (wrapped with :func:`curvsketch.operators.protocol.as_operator`).
         outer: ``o``, the number of eigenpairs (outer sketch size).
-        inner: ``s`` for ``"singlepass"``/``"tropp"`` (default ``min(2·outer, D)``); must
+        inner: ``s`` for ``"singlepass"``/``"tropp"``, the basis size ``m`` (products,
+            rounded up to whole blocks) for ``"krylov"``; default ``min(2·outer, D)``; must
             be ``None`` for the other recoveries.
-        recovery: ``"singlepass"``, ``"tropp"``, ``"hmt"`` or ``"nystrom"`` (PSD only).
+        recovery: ``"singlepass"``, ``"tropp"``, ``"hmt"``, ``"nystrom"`` (PSD only) or
+            ``"krylov"``.
         noise: test operator: ``"ssrft"``, ``"gaussian"`` or ``"rademacher"``.
         seed: seed of the test operators; equal seeds give bitwise-equal test vectors.
-        block_size: test vectors per operator product (default ``min(64, products)``).
+        block_size: test vectors per operator product (default ``min(64, products)``);
+            for ``"krylov"`` the Krylov block (default ``min(64, ⌈inner/8⌉)``): smaller
+            blocks reach a higher polynomial degree for the same products (more accurate
+            per product), larger ones run faster per product.
         power_iters: subspace iterations (``"hmt"`` only).
         dtype: must be ``None`` or ``op.dtype``.
         device: must be ``None`` or ``op.device``.
@@ -286,8 +203,9 @@ def seigh(
     Returns:
         :class:`EighResult`, eigenpairs sorted by ``|λ|`` descending, eigenvectors factored
         as ``Q @ V``. Products spent: ``inner`` (singlepass), ``outer + inner`` (tropp),
-        ``outer·(2 + power_iters)`` (hmt), ``outer`` (nystrom). ``"hmt"`` results also
-        carry ``ritz_values`` and ``residual_norms`` (:meth:`EighResult.eigenvalue_bounds`).
+        ``outer·(2 + power_iters)`` (hmt), ``outer`` (nystrom), ``inner`` rounded up to
+        whole blocks (krylov). ``"hmt"`` and ``"krylov"`` results also carry
+        ``ritz_values`` and ``residual_norms`` (:meth:`EighResult.eigenvalue_bounds`).
 
     Raises:
         ValueError: bad sizes or names, non-square operator, dtype/device mismatch,
@@ -323,13 +241,18 @@ def seigh(
     noise = check_noise(noise)
     seed = check_seed(seed)
     dtype, device = resolve_dtype_device(op, dtype, device, "seigh")
-    num_products = {
-        "singlepass": inner or 0,
-        "tropp": outer + (inner or 0),
-        "hmt": outer * (2 + power_iters),
-        "nystrom": outer,
-    }[recovery]
-    block = check_block_size(block_size, num_products)
+    if recovery == "krylov":
+        assert inner is not None
+        blocks, block = _krylov_blocks(dim, inner, block_size)
+        num_products = inner = blocks * block
+    else:
+        num_products = {
+            "singlepass": inner or 0,
+            "tropp": outer + (inner or 0),
+            "hmt": outer * (2 + power_iters),
+            "nystrom": outer,
+        }[recovery]
+        block = check_block_size(block_size, num_products)
 
     timings: dict[str, float] = {}
     desc = f"seigh[{recovery}] products"
@@ -338,11 +261,13 @@ def seigh(
         ctx["bar"] = bar
         if recovery in _CORE_RECOVERIES:
             assert inner is not None
-            factors = _single_pass(op, recovery, noise, seed, outer, inner, ctx)
+            factors = single_pass(op, recovery, noise, seed, outer, inner, ctx)
         elif recovery == "hmt":
-            factors = _hmt(op, noise, seed, outer, power_iters, ctx)
+            factors = hmt_pass(op, noise, seed, outer, power_iters, ctx)
+        elif recovery == "krylov":
+            factors = krylov_pass(op, noise, seed, outer, blocks, block, ctx)
         else:
-            factors = _nystrom(op, noise, seed, outer, ctx)
+            factors = nystrom_pass(op, noise, seed, outer, ctx)
     for stage in ("measure", "qr", "core", "eigh", "eigvec"):
         timings.setdefault(stage, 0.0)
     return EighResult(
