@@ -44,6 +44,11 @@ def test_bad_values_name_the_fix():
         config_from_dict({"train": {"steps": 10}, "hessian": {"steps": [0, 20]}})
     with pytest.raises(ConfigError, match="inner >= outer"):
         config_from_dict({"sketch": {"outer": 10, "inner": 5}})
+    with pytest.raises(ConfigError, match=r"sketch\.recovery = 'lanczos' is not valid.*krylov"):
+        config_from_dict({"sketch": {"recovery": "lanczos"}})
+    with pytest.raises(ConfigError, match=r"needs sketch\.recovery = 'hmt'"):
+        config_from_dict({"sketch": {"recovery": "krylov", "power_iters": 1}})
+    assert config_from_dict({"sketch": {"recovery": "krylov"}}).sketch.recovery == "krylov"
 
 
 def test_missing_file_and_bad_toml(tmp_path):

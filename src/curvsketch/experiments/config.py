@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from curvsketch.sketch import NOISE_KINDS, RECOVERIES
+
 __all__ = [
     "AnalysisConfig",
     "ConfigError",
@@ -190,6 +192,13 @@ class StudyConfig:
             raise ConfigError(
                 f"hessian.steps {list(h.steps)} must be non-empty and within [0, train.steps = "
                 f"{t.steps}]; drop {bad} or raise train.steps"
+            )
+        _one_of("sketch.recovery", s.recovery, RECOVERIES)
+        _one_of("sketch.noise", s.noise, NOISE_KINDS)
+        if s.power_iters and s.recovery != "hmt":
+            raise ConfigError(
+                f"sketch.power_iters = {s.power_iters} needs sketch.recovery = 'hmt'; set "
+                "power_iters = 0 or recovery = 'hmt'"
             )
         if s.outer < 1 or (s.inner is not None and s.inner < s.outer):
             raise ConfigError(
