@@ -2,12 +2,14 @@
 
 For each problem of ``problems.py`` (a: the paper's 7,030-parameter MLP, b: the ~100k MLP),
 each target ``k`` and each method of ``methods.py`` (curvsketch singlepass / hmt / hmt with
-1 and 2 power iterations, scipy eigsh, skerch on curvlinops, hessian-eigenthings Lanczos,
-PyHessian power iteration for k <= 20), walk the method's ladder of budgets (sketch size
-o, eigsh tol, Lanczos iterations, power-iteration steps) and record, per run:
+1 and 2 power iterations / block Krylov, scipy eigsh, skerch on curvlinops,
+hessian-eigenthings Lanczos, PyHessian power iteration for k <= 20), walk the method's
+ladder of budgets (sketch size o, Krylov basis m, eigsh tol, Lanczos iterations,
+power-iteration steps) and record, per run:
 
 * products (vectors multiplied with the operator, counted by a wrapper) and wall seconds;
-* the top-k eigenvalue error ``max_{i≤k}|λ_i − λ̂_i| / |λ_k|`` (sorted by |λ|, signs kept);
+* the top-k eigenvalue error ``max_{i≤k}|λ_i − λ̂_i| / |λ_k|`` (paired by sign, see
+  ``methods.eigenvalue_error``);
 * the top-k subspace overlap ``‖U_refᵀ Û_k‖_F² / k``;
 * the magnitude-mask overlap error ``|overlap_sketched − overlap_ref|`` for the top-k mask
   of ``|θ|``.

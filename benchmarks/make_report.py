@@ -427,12 +427,25 @@ def section_scaling_k(data: dict[str, Any] | None, results: Path, report_dir: Pa
         f"Problem: {data['problem']['title']}. Target: eigenvalue error ≤ "
         f"{t.get('eig_err_max')}·|λ_k| and overlap ≥ {t.get('overlap_min')}. Each method "
         "walked up its ladder until one run met the target; the time is that run's wall "
-        f"seconds. Each method had {data['meta'].get('cap_seconds')} s per k for its ladder. "
-        "Ratios are of measurements from this one run.",
+        "seconds. Each method had the cap of its k (below) for its whole ladder; all methods "
+        "of one k ran in one invocation, so the ratios of a k are of measurements from one "
+        "run. The eigenvalue error pairs the eigenvalues by sign (`methods.eigenvalue_error`); "
+        "`eig_err_magnitude_order` in the JSON rows pairs them in |λ| order instead.",
         "",
     ]
+    runs = data["meta"].get("invocations")
+    if runs:
+        lines += ["Invocations (appended with `--append`):", ""]
+        lines += [
+            f"- `{r.get('command', '?')}`, started {r.get('started', '?')}, load average "
+            f"{fmt(r.get('load_avg_at_start'), '.2f')}"
+            for r in runs
+        ]
+        lines.append("")
     for s in sorted(data.get("summary", []), key=lambda s: s["k"]):
         lines += [f"### k = {s['k']}", ""]
+        if s.get("command"):
+            lines += [f"Cap {s.get('cap_seconds')} s per method; `{s['command']}`.", ""]
         rows = []
         for name, v in s["methods"].items():
             rows.append(

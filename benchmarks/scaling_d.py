@@ -15,7 +15,8 @@ every method are imported before the baseline is taken.
 
 At every D (1e4 … 1e6; ``--quick``: up to 1e5) each method runs in its own subprocess:
 
-* curvsketch singlepass (o, s = 2o), curvsketch hmt (o), curvsketch hmt p=1 (o);
+* curvsketch singlepass (o, s = 2o), curvsketch hmt (o), curvsketch hmt p=1 (o),
+  curvsketch krylov (k = o/2, basis m = o);
 * skerch hmt (o) directly on the synthetic operator (there is no network for curvlinops),
   reported as "skerch hmt (synthetic op)";
 * scipy eigsh: k = o/2 with ncv = o Lanczos vectors, tol 1e-4;
@@ -101,6 +102,7 @@ def budgets(outer: int) -> dict[str, tuple[int, dict]]:
         "curvsketch hmt": (half, {"o": outer}),
         "curvsketch hmt p=1": (half, {"o": outer}),
         "curvsketch hmt p=2": (half, {"o": outer}),
+        "curvsketch krylov": (half, {"m": outer}),
         "skerch hmt (curvlinops)": (half, {"o": outer}),
         "scipy eigsh": (half, {"tol": 1e-4, "ncv": outer}),
         "hessian-eigenthings lanczos": (half, {"m": outer}),
@@ -112,6 +114,7 @@ DEFAULT_METHODS = [
     "curvsketch singlepass",
     "curvsketch hmt",
     "curvsketch hmt p=1",
+    "curvsketch krylov",
     "skerch hmt (curvlinops)",
     "scipy eigsh",
     "hessian-eigenthings lanczos",

@@ -12,8 +12,9 @@ products. Each method gets ``--cap`` seconds per k to walk its ladder; the run t
 the cap is stopped and the method is recorded as "not reached within CAP s"; a ladder that
 ends without meeting the target is recorded as such. Per k, the time ratios of each
 neighbour to the best curvsketch variant come from this one run (for a neighbour stopped by
-the cap, the lower bound is the stopped run's seconds ÷ the best curvsketch time, assuming
-a larger budget takes longer).
+the cap, the lower bound is the longest of its runs that missed the target, completed or
+stopped, ÷ the best curvsketch time: a run that meets the target has a larger budget than
+every run before it on the ladder, assumed to take at least as long).
 
 Writes ``<out>/scaling_k.json`` after every run. With ``--append`` the rows of an earlier
 ``scaling_k.json`` for other (k, method) pairs are kept (and its commands listed), so that
@@ -62,10 +63,12 @@ def summarise(rows: list[dict[str, Any]], k: int, cap: float, names: list[str]) 
             per[name] = {"status": "not run"}
         elif any(r["status"] == "timeout" for r in rs):
             stopped = max(r["seconds"] for r in rs if r["status"] == "timeout")
+            missed = max(r["seconds"] for r in rs if r["status"] in ("ok", "timeout"))
             per[name] = {
                 "status": f"not reached within {cap:g} s",
                 "cap": cap,
                 "stopped_run_seconds": stopped,
+                "longest_missed_run_seconds": missed,
             }
         elif any(r["status"].startswith("error") for r in rs):
             per[name] = {"status": next(r["status"] for r in rs if r["status"] != "ok")}
@@ -95,7 +98,9 @@ def summarise(rows: list[dict[str, Any]], k: int, cap: float, names: list[str]) 
                 else None,
             }
         elif v["status"].startswith("not reached within"):
-            out["ratios"][key] = {"time_ratio_lower_bound": v["stopped_run_seconds"] / t_best}
+            out["ratios"][key] = {
+                "time_ratio_lower_bound": v["longest_missed_run_seconds"] / t_best
+            }
         else:
             out["ratios"][key] = {"time_ratio": None, "note": v["status"]}
     return out
@@ -178,6 +183,7 @@ def main() -> None:
         ran = {r["method"] for r in payload["rows"] if r["k"] == k}
         done = sorted(ran, key=list(METHODS).index)
         summary = summarise(payload["rows"], k, cap, done)
+        summary["cap_seconds"], summary["command"] = cap, meta.get("command")
         payload["summary"] = [s for s in payload["summary"] if s["k"] != k] + [summary]
         write_json(path, payload)
         for key, r in summary["ratios"].items():
