@@ -310,8 +310,8 @@ def section_accuracy(data: dict[str, Any] | None, results: Path, report_dir: Pat
         "Per method, the budget ladder was walked in one run on the same operator, with "
         f"{data['meta'].get('cap_seconds')} s per method, problem and k (the run crossing "
         "it was stopped and ended the ladder). Errors: top-k eigenvalue error "
-        "max_{i≤k}|λ_i−λ̂_i|/|λ_k| (both "
-        "sorted by |λ|, signs kept), subspace overlap ‖U_kᵀÛ_k‖_F²/k, and |Δ mask overlap| "
+        "max_{i≤k}|λ_i−λ̂_i|/|λ_k| (paired by "
+        "sign, `methods.eigenvalue_error`), subspace overlap ‖U_kᵀÛ_k‖_F²/k, and |Δ mask overlap| "
         "of the top-k magnitude mask against the reference. 'Cheapest run meeting the "
         f"target' means eigenvalue error ≤ {EIG_TARGET} and overlap ≥ {OVERLAP_TARGET}, "
         "taken by wall seconds. Seconds on a shared machine are noisy; products are exact.",
@@ -377,7 +377,7 @@ def plot_scaling_k(data: dict[str, Any], path: Path) -> None:
     summary = sorted(data.get("summary", []), key=lambda s: s["k"])
     methods = list(dict.fromkeys(m for s in summary for m in s["methods"]))
     st = style(methods)
-    cap = data["meta"].get("cap_seconds")
+    caps = {s["k"]: s.get("cap_seconds", data["meta"].get("cap_seconds")) for s in summary}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for m in methods:
         for ax, key in zip(axes, ("seconds", "products"), strict=True):
@@ -393,10 +393,10 @@ def plot_scaling_k(data: dict[str, Any], path: Path) -> None:
             for s in summary
             if s["methods"].get(m, {}).get("status", "").startswith("not reached within")
         ]
-        if missed and cap:
+        if missed:
             axes[0].plot(
                 missed,
-                [cap] * len(missed),
+                [caps[k] for k in missed],
                 linestyle="none",
                 marker="^",
                 color=st[m]["color"],
@@ -404,16 +404,58 @@ def plot_scaling_k(data: dict[str, Any], path: Path) -> None:
             )
     for ax, label in zip(axes, ("wall seconds to target", "products to target"), strict=True):
         _log_axes(ax, "k", label)
-    if cap:
-        axes[0].axhline(cap, color="grey", lw=0.8, ls="--")
+    axes[0].plot(list(caps), list(caps.values()), color="grey", lw=0.8, ls="--", label="cap")
     axes[0].legend(fontsize=7)
     fig.suptitle(
         f"time to max rel. eig. err ≤ {EIG_TARGET} and overlap ≥ {OVERLAP_TARGET} "
-        "(open triangles: not reached within the cap)"
+        "(open triangles: not reached within the cap of that k)"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+STAGES = ("measure", "qr", "core", "eigh", "eigvec")
+
+
+def stage_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Where the time of each curvsketch run went: seconds per stage of ``res.timings``.
+
+    ``measure`` is the operator products (and the test-matrix draws), ``qr`` the
+    orthogonalisation, ``core`` the small projected problem, ``eigh``/``eigvec`` its
+    eigendecomposition and the Ritz vectors; ``other`` is the wall time outside these.
+    """
+    runs = [r for r in rows if r.get("info", {}).get("timings") and r["status"] == "ok"]
+    if not runs:
+        return []
+    table = []
+    for r in runs:
+        t = r["info"]["timings"]
+        staged = sum(t.get(st, 0.0) for st in STAGES)
+        table.append(
+            [
+                r["method"],
+                r["budget_label"],
+                r["products"],
+                f"{r['seconds']:.2f}",
+                *(
+                    f"{t[st]:.2f} ({100 * t[st] / r['seconds']:.0f}%)" if st in t else "–"
+                    for st in STAGES
+                ),
+                f"{r['seconds'] - staged:.2f}",
+            ]
+        )
+    return [
+        "Where curvsketch's time went (seconds per stage, `EighResult.timings`; "
+        "`measure` = operator products):",
+        "",
+        markdown_table(
+            ["method", "budget", "products", "seconds", *STAGES, "other"],
+            table,
+            "llrrrrrrrr",
+        ),
+        "",
+    ]
 
 
 def section_scaling_k(data: dict[str, Any] | None, results: Path, report_dir: Path) -> str:
@@ -490,13 +532,25 @@ def section_scaling_k(data: dict[str, Any] | None, results: Path, report_dir: Pa
                 elif r.get("time_ratio_lower_bound") is not None:
                     lines.append(
                         f"- {key}: time ratio > {r['time_ratio_lower_bound']:.2f} (not reached "
-                        "within the cap; bound from its stopped run)"
+                        "within the cap; bound from its longest run that missed the target)"
                     )
                 else:
                     lines.append(f"- {key}: no ratio ({r.get('note')})")
         else:
             lines.append("- no curvsketch variant reached the target: no ratios")
         lines.append("")
+        rs = [r for r in data["rows"] if r["k"] == s["k"]]
+        lines += stage_table(rs)
+        if any(r.get("eig_err") is not None for r in rs):
+            acc_png = results / f"suite_scaling_k_accuracy_k{s['k']}.png"
+            plot_accuracy(rs, f"{data['problem']['title']}: top-{s['k']}", acc_png)
+            lines += [
+                "Accuracy against cost of every run of the ladders above (a ladder stops at "
+                "the first run meeting the target or at the cap):",
+                "",
+                f"![accuracy vs cost, k = {s['k']}]({rel(acc_png, report_dir)})",
+                "",
+            ]
     png = results / "suite_scaling_k.png"
     if data.get("summary"):
         plot_scaling_k(data, png)
