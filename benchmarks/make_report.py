@@ -10,7 +10,10 @@ neighbour.
 
 Usage:
     python benchmarks/make_report.py [--out benchmarks/out] [--results benchmarks/results]
-        [--report benchmarks/REPORT.md]
+        [--report benchmarks/REPORT.md] [--prefix suite_]
+
+The JSON files of the last full run are kept as ``benchmarks/results/suite_*.json``:
+``--out benchmarks/results --prefix suite_`` rewrites the report from them.
 """
 
 from __future__ import annotations
@@ -673,15 +676,20 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results", help="PNG dir")
     parser.add_argument("--report", type=Path, default=BENCH_DIR / "REPORT.md")
     parser.add_argument("--quick", action="store_true", help="accepted for `make bench`; no-op")
+    parser.add_argument(
+        "--prefix",
+        default="",
+        help="prefix of the JSON names in --out ('suite_' for the copies kept in results/)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="accepted; no-op")
     args, _ = parser.parse_known_args()  # the other scripts' options (BENCH_ARGS) are ignored
     args.results.mkdir(parents=True, exist_ok=True)
     report_dir = args.report.resolve().parent
     results = args.results.resolve()
-    problems = load(args.out, "problems.json")
-    acc = load(args.out, "accuracy_cost.json")
-    sk = load(args.out, "scaling_k.json")
-    sd = load(args.out, "scaling_d.json")
+    problems = load(args.out, args.prefix + "problems.json")
+    acc = load(args.out, args.prefix + "accuracy_cost.json")
+    sk = load(args.out, args.prefix + "scaling_k.json")
+    sd = load(args.out, args.prefix + "scaling_d.json")
     quick = any(
         d and d.get("meta", {}).get("args", {}).get("quick") for d in (problems, acc, sk, sd)
     )
@@ -694,7 +702,9 @@ def main() -> None:
         "curvlinops 3.0.1's `HessianLinearOperator`, hessian-eigenthings' Lanczos with full "
         "reorthogonalisation and PyHessian's deflated power iteration (both on curvsketch's "
         "operator, see `benchmarks/methods.py` for why). Regenerate everything with "
-        "`make bench` (full size) or `make bench BENCH_ARGS=--quick`.",
+        "`make bench` (full size) or `make bench BENCH_ARGS=--quick`; rewrite this report from "
+        "the JSON kept in `benchmarks/results/` with `python benchmarks/make_report.py "
+        "--out benchmarks/results --prefix suite_`.",
         "",
     ]
     if quick:
@@ -712,15 +722,16 @@ def main() -> None:
     cpus = next((d["meta"]["machine"].get("cpus") for d in (problems, acc, sk, sd) if d), None)
     if loads and cpus and max(loads) > 0.5 * cpus:
         head += [
-            f"> **Shared machine.** The 1-minute load average at the start of the runs was "
-            f"{min(loads):.1f}–{max(loads):.1f} on {cpus} CPUs: other jobs were running, and "
-            "wall seconds swing by large factors from run to run (the same run was seen "
-            "10–70× slower). Worst hit are solvers that loop over many small operations "
-            "(Lanczos' Gram–Schmidt, power iteration), because with 2 torch threads each "
-            "parallel operation waits for both threads to be scheduled. Products are exact; "
-            "the CPU seconds beside every wall time do not count time spent waiting for a "
-            "CPU (they do count threads spinning at barriers) and serve as a check on the "
-            "ratios. On a loaded machine, `--threads 1` gives steadier numbers.",
+            f"> **Load.** The 1-minute load average at the start of the runs was "
+            f"{min(loads):.1f}–{max(loads):.1f} on {cpus} CPUs. When the scripts run back to "
+            "back (`make bench`, or a chain of invocations) this counts the suite's own "
+            "previous step, whose average decays over minutes; other jobs would also show "
+            "here. On a busy machine wall seconds swing by large factors (the same run was "
+            "seen 10–70× slower on a shared one), worst for solvers that loop over many small "
+            "operations (Lanczos' Gram–Schmidt, power iteration). Products are exact; the "
+            "CPU seconds beside every wall time do not count time spent waiting for a CPU "
+            "and serve as a check: where wall and CPU-time ratios agree, the ratio was not "
+            "bent by contention. On a loaded machine, `--threads 1` gives steadier numbers.",
             "",
         ]
     text = "\n".join(head) + "\n"
