@@ -404,6 +404,7 @@ def plot_scaling_k(data: dict[str, Any], path: Path) -> None:
                 marker="^",
                 color=st[m]["color"],
                 markerfacecolor="none",
+                label=f"{m} (not reached)",
             )
     for ax, label in zip(axes, ("wall seconds to target", "products to target"), strict=True):
         _log_axes(ax, "k", label)
