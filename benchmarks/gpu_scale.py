@@ -9,6 +9,15 @@ Products run on the device; each block is copied to pinned host memory with
 ``non_blocking=True`` and committed to the Zarr store by a writer thread
 (:mod:`curvsketch.sketch.stored`), so the GPU does not wait for the disk. Writes JSON to
 ``$OUT`` if set, else ``benchmarks/out/``.
+
+Reduced mode (``benchmarks/gpu_check.sh`` uses it): ``--hvp-samples 1000,5000`` times one
+block product of ResNet-18 over each number of synthetic 224×224 images (micro-batched;
+the engine chosen by ``"auto"`` on the first micro-batch, the warm-up on one
+micro-batch) and ``--store-run`` adds the complete reduced single-pass run above at
+``--outer``/``--inner``. ``--json PATH`` is rewritten after every measurement.
+
+    python benchmarks/gpu_scale.py --hvp-samples 1000,5000 --store-run --outer 16 \
+        --inner 32 --json out.json
 """
 
 from __future__ import annotations
@@ -26,9 +35,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from curvsketch.experiments.models import build_model
 from curvsketch.operators import HessianOperator
 from curvsketch.sketch.stored import measure, recover
+from gpu_hvp import bench_model, reduced
 
 
 def peak_rss_bytes() -> int:
@@ -68,7 +77,7 @@ def run_scale(
     t_total = time.perf_counter()
     t0 = time.perf_counter()
     torch.backends.cudnn.deterministic = True
-    model = build_model(model_name, num_classes=num_classes, seed=0).to(device).eval()
+    model = bench_model(model_name, num_classes).to(device).eval()
     g = torch.Generator().manual_seed(0)
     x = torch.randn(samples, *input_shape, generator=g)
     y = torch.randint(0, num_classes, (samples,), generator=g)
@@ -193,11 +202,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--block-size", type=int, default=16)
     p.add_argument("--store", help="store directory (default: a temporary folder, removed)")
     p.add_argument("--memory-budget", type=int, help="bytes; recover out of core above it")
+    p.add_argument("--engine", default="auto", help="HVP engine (default: auto)")
+    p.add_argument("--model", default="resnet18", help="reduced mode: resnet18 or tiny-cnn")
+    p.add_argument("--hvp-samples", help="reduced mode: comma-separated image counts to time")
+    p.add_argument("--store-run", action="store_true", help="reduced mode: also the store run")
+    p.add_argument("--image-size", type=int, default=224, help="reduced mode: image side")
+    p.add_argument("--json", help="reduced mode: output file, rewritten after each step")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("CUDA is not available; use --device cpu --quick", file=sys.stderr)
         return 2
+    if args.hvp_samples:
+        if not args.json:
+            p.error("--hvp-samples needs --json PATH")
+        return reduced(args, device, run_scale)
     shape, size = (3, 224, 224), dict(samples=args.samples, micro_batch=args.micro_batch)
     sketch = dict(outer=args.outer, inner=args.inner, block_size=args.block_size)
     if args.quick:

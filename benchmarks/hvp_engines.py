@@ -7,16 +7,24 @@ Models (1000 real MNIST samples from the bundled 5k sample):
     wins depends on the shape: with five narrow hidden layers every engine is near the
     floor of ~2 gradients per HVP, with one wide layer the reused graph costs ~1.3
     gradients while vmapped forward-over-reverse does not profit from it,
-  - a ~1M-parameter CNN on 28x28 inputs.
+  - a ~1M-parameter CNN on 28x28 inputs,
+  - ResNet-18 (11,689,512 parameters, batch norm in eval mode) on synthetic 224x224
+    images (``--resnet-samples``, default 128, micro-batches of ``--resnet-micro-batch``;
+    built by ``curvsketch.experiments.models``, no torchvision needed).
 For each: one plain gradient over the samples, every curvsketch engine (with and without
 micro-batching) on a block of vectors, and curvlinops' ``HessianLinearOperator`` block
 product when curvlinops is importable (install it with ``--no-deps`` beside
 ``torch==2.13.0``; ``make bench-env`` does).
 
 Usage:
-    python benchmarks/hvp_engines.py [--out benchmarks/out] [--quick]
+    python benchmarks/hvp_engines.py [--out benchmarks/out] [--quick] [--device cuda]
+        [--models mlp7k,mlp100k-deep,mlp100k-wide,cnn1m,resnet18]
 
-Writes ``hvp_engines.json`` and ``hvp_engines.md`` into ``--out``.
+Writes ``hvp_engines.json`` and ``hvp_engines.md`` (``hvp_engines_cuda.*`` on a GPU) into
+``--out``, rewritten after each model, so a run stopped part-way keeps the models done.
+``--quick``: one repeat, 40 samples, blocks of 4 (CNN: 2, not micro-batched), and
+ResNet-18 replaced by ``gpu_hvp.bench_model("tiny-cnn")`` on 2 images of 16x16 (named
+``resnet18-standin``): a CPU smoke run of every code path.
 """
 
 from __future__ import annotations
@@ -31,9 +39,11 @@ import torch
 from torch import nn
 
 from curvsketch.experiments.data import load_mnist_5k, mnist16
-from curvsketch.experiments.models import count_parameters, paper_mlp, scaled_mlp
+from curvsketch.experiments.models import count_parameters, paper_mlp, resnet18, scaled_mlp
 from curvsketch.operators import HessianOperator, engines_for
 from report import machine, markdown_table
+
+MODELS = ("mlp7k", "mlp100k-deep", "mlp100k-wide", "cnn1m", "resnet18")
 
 
 def cnn_1m() -> nn.Module:
@@ -57,6 +67,24 @@ def wide_mlp() -> nn.Module:
     """A ~100k-parameter MLP with one wide hidden layer: 256-384-10, tanh (102,538 params)."""
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(256, 384), nn.Tanh(), nn.Linear(384, 10))
+
+
+def _empty_cache() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def failed_row(name: str, D: int, method: str, mbs, block: int, err: Exception) -> dict:
+    """A row that says a method failed (e.g. out of memory) instead of leaving it out."""
+    return {
+        "model": name,
+        "D": D,
+        "method": method,
+        "micro_batch": mbs,
+        "block": block,
+        "seconds_per_vector": None,
+        "error": f"{type(err).__name__}: {str(err)[:200]}",
+    }
 
 
 def _sync() -> None:
@@ -145,7 +173,10 @@ def bench_model(
             try:
                 t = timed(lambda op=op, V=V: op @ V, repeats) / block
             except RuntimeError as err:  # e.g. out of memory for vmap on big blocks
-                print(f"  {engine} failed: {err}")
+                print(f"  {engine} failed: {str(err)[:300]}")
+                rows.append(failed_row(name, D, f"curvsketch:{engine}", mbs, block, err))
+                del op
+                _empty_cache()
                 continue
             rows.append(
                 {
@@ -163,7 +194,14 @@ def bench_model(
             )
         op = curvlinops_product(model, X, y, mbs)
         if op is not None:
-            t = timed(lambda op=op, V=V: op @ V, repeats) / block
+            try:
+                t = timed(lambda op=op, V=V: op @ V, repeats) / block
+            except RuntimeError as err:
+                print(f"  curvlinops failed: {str(err)[:300]}")
+                rows.append(failed_row(name, D, "curvlinops", mbs, block, err))
+                del op
+                _empty_cache()
+                continue
             rows.append(
                 {
                     "model": name,
@@ -182,17 +220,18 @@ def bench_model(
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per model: best curvsketch engine vs best curvlinops and vs the best gradient."""
+    """Per model: best curvsketch engine vs best curvlinops and vs the best gradient
+    (failed rows left out; a model with no timed curvsketch engine is listed as such)."""
     out = []
     for name in dict.fromkeys(r["model"] for r in rows):
-        rs = [r for r in rows if r["model"] == name]
-        ours = min(
-            (r for r in rs if r["method"].startswith("curvsketch")),
-            key=lambda r: r["seconds_per_vector"],
-        )
-        grad = min(
-            (r for r in rs if r["method"] == "gradient"), key=lambda r: r["seconds_per_vector"]
-        )
+        rs = [r for r in rows if r["model"] == name and r["seconds_per_vector"] is not None]
+        ours_all = [r for r in rs if r["method"].startswith("curvsketch")]
+        grads = [r for r in rs if r["method"] == "gradient"]
+        if not ours_all or not grads:
+            out.append({"model": name, "D": None, "best_engine": "none timed"})
+            continue
+        ours = min(ours_all, key=lambda r: r["seconds_per_vector"])
+        grad = min(grads, key=lambda r: r["seconds_per_vector"])
         theirs = [r for r in rs if r["method"] == "curvlinops"]
         best_theirs = min(theirs, key=lambda r: r["seconds_per_vector"]) if theirs else None
         out.append(
@@ -214,38 +253,15 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", default="benchmarks/out")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, MLPs only")
-    parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
-    repeats = 1 if args.quick else 3
-    per_class = args.samples // 10
-    data = mnist16(n_train_per_class=per_class, n_test_per_class=500 - per_class)
-    X16, y16 = data.train
-    images, labels = load_mnist_5k()
-    X28, y28 = images[: args.samples], labels[: args.samples]
-    dev = torch.device(args.device)
-    X16, y16, X28, y28 = (t.to(dev) for t in (X16, y16, X28, y28))
-    rows = []
-    rows += bench_model("mlp7k", paper_mlp(seed=0).to(dev), X16, y16, 64, repeats, [None])
-    rows += bench_model(
-        "mlp100k-deep", scaled_mlp(130, seed=0).to(dev), X16, y16, 64, repeats, [None, 250]
-    )
-    rows += bench_model("mlp100k-wide", wide_mlp().to(dev), X16, y16, 64, repeats, [None, 250])
-    if not args.quick:
-        rows += bench_model("cnn1m", cnn_1m().to(dev), X28, y28, 8, repeats, [None, 250])
+def _fmt(x: float | None, spec: str = ".4f") -> str:
+    return "failed" if x is None else format(x, spec)
+
+
+def write_outputs(out: Path, suffix: str, meta: dict, rows: list[dict]) -> list[str]:
+    """Write ``hvp_engines{suffix}.json`` and ``.md``; return the Markdown lines."""
     summary = summarise(rows)
-    meta = {**machine(), "samples": args.samples, "repeats": repeats, "device": args.device}
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "rows": rows, "summary": summary}
-    suffix = "" if args.device == "cpu" else f"_{dev.type}"
     (out / f"hvp_engines{suffix}.json").write_text(json.dumps(payload, indent=2))
     table = markdown_table(
         ["model", "D", "method", "micro-batch", "block", "s / vector"],
@@ -256,7 +272,7 @@ def main() -> None:
                 r["method"],
                 r["micro_batch"] or "all",
                 r["block"],
-                f"{r['seconds_per_vector']:.4f}",
+                _fmt(r["seconds_per_vector"]),
             ]
             for r in rows
         ],
@@ -275,12 +291,12 @@ def main() -> None:
             [
                 s["model"],
                 s["best_engine"],
-                f"{s['best_seconds_per_hvp']:.4f}",
-                f"{s['hvp_over_gradient']:.2f}",
+                _fmt(s.get("best_seconds_per_hvp")),
+                _fmt(s.get("hvp_over_gradient"), ".2f"),
                 f"{s['curvlinops_seconds_per_hvp']:.4f}"
-                if s["curvlinops_seconds_per_hvp"]
+                if s.get("curvlinops_seconds_per_hvp")
                 else "n/a",
-                f"{s['speedup_vs_curvlinops']:.2f}×" if s["speedup_vs_curvlinops"] else "n/a",
+                f"{s['speedup_vs_curvlinops']:.2f}×" if s.get("speedup_vs_curvlinops") else "n/a",
             ]
             for s in summary
         ],
@@ -290,13 +306,100 @@ def main() -> None:
         "# Seconds per HVP, side by side (one run)",
         "",
         f"{meta['platform']}, torch {meta['torch']}, {meta['threads']} threads, "
-        f"{args.samples} MNIST samples, float32, median of {repeats}.",
+        f"{meta['samples']} MNIST samples (ResNet-18: {meta['resnet_samples']} synthetic "
+        f"{meta['resnet_image_size']}×{meta['resnet_image_size']} images), float32, median "
+        f"of {meta['repeats']}; curvlinops: {meta['curvlinops']}.",
         "",
         table,
         "",
         best,
     ]
     (out / f"hvp_engines{suffix}.md").write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default="benchmarks/out")
+    parser.add_argument("--quick", action="store_true", help="one repeat, every model reduced")
+    parser.add_argument("--samples", type=int, default=None, help="MNIST samples (1000)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
+    parser.add_argument("--resnet-samples", type=int, default=128)
+    parser.add_argument("--resnet-image-size", type=int, default=224)
+    parser.add_argument("--resnet-micro-batch", type=int, default=64)
+    parser.add_argument("--resnet-block", type=int, default=8)
+    args = parser.parse_args()
+    models = [m for m in args.models.split(",") if m]
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        parser.error(f"--models: unknown {unknown}; choose from {', '.join(MODELS)}")
+    repeats = 1 if args.quick else 3
+    samples = args.samples or (40 if args.quick else 1000)
+    mbs_small = samples // 4 if args.quick else 250
+    cnn_mbs = [None] if args.quick else [None, mbs_small]
+    if args.quick:
+        args.resnet_samples, args.resnet_image_size = 2, 16
+        args.resnet_micro_batch, args.resnet_block = 1, 2
+    per_class = samples // 10
+    data = mnist16(n_train_per_class=per_class, n_test_per_class=500 - per_class)
+    X16, y16 = data.train
+    images, labels = load_mnist_5k()
+    X28, y28 = images[:samples], labels[:samples]
+    dev = torch.device(args.device)
+    X16, y16, X28, y28 = (t.to(dev) for t in (X16, y16, X28, y28))
+    try:
+        import curvlinops
+
+        have_curvlinops = f"curvlinops {getattr(curvlinops, '__version__', '?')}"
+    except ImportError:
+        have_curvlinops = "skipped: not installed"
+    meta = {
+        **machine(),
+        "samples": samples,
+        "repeats": repeats,
+        "device": args.device,
+        "quick": args.quick,
+        "curvlinops": have_curvlinops,
+        "resnet_samples": args.resnet_samples,
+        "resnet_image_size": args.resnet_image_size,
+        "resnet_micro_batch": args.resnet_micro_batch,
+    }
+    out = Path(args.out)
+    suffix = "" if args.device == "cpu" else f"_{dev.type}"
+    rows: list[dict] = []
+    blk, cnn_blk = (4, 2) if args.quick else (64, 8)
+    for name in models:
+        if name == "mlp7k":
+            rows += bench_model(name, paper_mlp(seed=0).to(dev), X16, y16, blk, repeats, [None])
+        elif name == "mlp100k-deep":
+            model = scaled_mlp(130, seed=0).to(dev)
+            rows += bench_model(name, model, X16, y16, blk, repeats, [None, mbs_small])
+        elif name == "mlp100k-wide":
+            model = wide_mlp().to(dev)
+            rows += bench_model(name, model, X16, y16, blk, repeats, [None, mbs_small])
+        elif name == "cnn1m":
+            model = cnn_1m().to(dev)
+            rows += bench_model(name, model, X28, y28, cnn_blk, repeats, cnn_mbs)
+        else:
+            if args.quick:
+                from gpu_hvp import bench_model as standin
+
+                label, model = "resnet18-standin", standin("tiny-cnn")
+            else:
+                label, model = name, resnet18(num_classes=1000, seed=0)
+            side = args.resnet_image_size
+            gen = torch.Generator().manual_seed(0)
+            Xr = torch.randn(args.resnet_samples, 3, side, side, generator=gen).to(dev)
+            yr = torch.randint(0, 1000, (args.resnet_samples,), generator=gen).to(dev)
+            rows += bench_model(
+                label, model.to(dev), Xr, yr, args.resnet_block, repeats, [args.resnet_micro_batch]
+            )
+            del Xr, yr
+        lines = write_outputs(out, suffix, meta, rows)
+        _empty_cache()
     print("\n".join(lines))
 
 
