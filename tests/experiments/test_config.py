@@ -58,3 +58,74 @@ def test_missing_file_and_bad_toml(tmp_path):
     bad.write_text("[data\nname=")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ({"train": {"steps": "40"}}, r"train\.steps = '40' \(a string: drop the quotes\)"),
+        ({"train": {"lr": "fast"}}, r"train\.lr = 'fast'.*a number"),
+        ({"train": {"steps": 1.5}}, r"train\.steps = 1\.5 must be an integer"),
+        ({"train": {"batch_size": True}}, r"train\.batch_size = true \(a boolean\)"),
+        ({"hessian": {"steps": [0, 0.5]}}, r"hessian\.steps\[1\] = 0\.5 must be an integer"),
+        ({"analysis": {"scores": "magnitude"}}, r"analysis\.scores = 'magnitude' must be a list"),
+        ({"model": {"kwargs": []}}, r"model\.kwargs = \[\] must be a table"),
+        ({"name": ["a"]}, r"name = \['a'\] must be a string"),
+    ],
+)
+def test_wrong_types_name_the_key(raw, words):
+    with pytest.raises(ConfigError, match=words):
+        config_from_dict(raw)
+
+
+def test_types_are_checked_for_configs_built_in_python():
+    from dataclasses import replace
+
+    from curvsketch.experiments.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"train\.steps = '40'"):
+        StudyConfig(train=TrainConfig(steps="40")).validate()
+    with pytest.raises(ConfigError, match=r"sketch\.block_size = 0"):
+        replace(StudyConfig(), sketch=replace(StudyConfig().sketch, block_size=0)).validate()
+
+
+def test_integers_for_numbers_become_floats_and_are_range_checked():
+    assert config_from_dict({"train": {"lr": 1}}).train.lr == 1.0
+    with pytest.raises(ConfigError, match=r"analysis\.rhos = \[0\.5, 1\.0\]: every ρ"):
+        config_from_dict({"analysis": {"rhos": [0.5, 1]}})
+    with pytest.raises(ConfigError, match=r"sweep\.rho = 1\.0 must lie in \(0, 1\)"):
+        config_from_dict({"sweep": {"rho": 1}})
+
+
+def test_values_checked_at_load_time():
+    cases = [
+        ({"sketch": {"block_size": 0}}, r"sketch\.block_size = 0 must be >= 1"),
+        ({"hessian": {"engine": "turbo"}}, r"hessian\.engine = 'turbo'.*graph, graph_batched"),
+        ({"hessian": {"kind": "ggn", "engine": "graph_batched"}}, r"kind = 'ggn'; use one of"),
+        ({"hessian": {"splits": ["train", "train"]}}, r"names a split twice"),
+        ({"analysis": {"main_k": 35}}, r"analysis\.main_k = 35 must be one of analysis\.ks"),
+        ({"train": {"lr": float("nan")}}, r"train\.lr = nan must be a finite number"),
+        ({"data": {"name": "cifar"}}, r"data\.name = 'cifar' is not a known data set"),
+        ({"model": {"name": "mlp"}}, r"model\.name = 'mlp' needs model\.kwargs\.sizes"),
+        ({"model": {"kwargs": {"width": 3}}}, r"model\.kwargs\.width is not an argument of"),
+        ({"sweep": {"widths": [20, 20]}}, r"sweep\.widths = \[20, 20\] must be distinct"),
+    ]
+    for raw, words in cases:
+        with pytest.raises(ConfigError, match=words):
+            config_from_dict(raw)
+    # folder names as the loader reads them: case, '-' and '_' ignored
+    assert config_from_dict({"data": {"name": "Fashion_MNIST"}}).data.name == "Fashion_MNIST"
+
+
+def test_the_sweep_takes_scaled_mlp_arguments():
+    c = config_from_dict({"model": {"kwargs": {"depth": 5}}, "sweep": {"widths": [20, 40]}})
+    assert c.model.kwargs == {"depth": 5}
+    with pytest.raises(ConfigError, match=r"model\.kwargs\.depth is not an argument of paper_mlp"):
+        config_from_dict({"model": {"kwargs": {"depth": 5}}})
+
+
+def test_a_binary_file_is_named(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\xff\xfe[data]")
+    with pytest.raises(ConfigError, match=r"c\.toml: not a UTF-8 text file"):
+        load_config(path)

@@ -157,3 +157,14 @@ def test_as_batches():
     assert all(torch.equal(b[0][:, 0].long(), b[1]) for b in shuffled)
     with pytest.raises(ValueError, match="batch_size"):
         as_batches(inputs, labels, 0)
+
+
+def test_subset_and_split_errors_name_the_count_and_the_key():
+    labels = torch.tensor([0] * 5 + [1] * 3 + [2] * 4)
+    with pytest.raises(ValueError, match=r"class 1 has only 3.*data\.hessian_per_class.*at most 3"):
+        balanced_subset(labels, per_class=4)
+    with pytest.raises(ValueError, match=r"per_class must be an integer >= 1, got 0"):
+        balanced_subset(labels, per_class=0)
+    with pytest.raises(ValueError, match=r"fewer than the n_test_per_class = 4 requested") as err:
+        stratified_split(labels, None, 4)
+    assert "None" not in str(err.value)

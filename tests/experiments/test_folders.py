@@ -118,3 +118,15 @@ def test_imagenet_folder(tmp_path):
 def test_unknown_folder_dataset(tmp_path):
     with pytest.raises(ValueError, match="known: mnist, fashion-mnist"):
         load_torchvision_folder("svhn", tmp_path)
+
+
+def test_truncated_idx_header_and_garbage_cifar_are_value_errors(tmp_path):
+    """A truncated header gave struct.error and a garbage pickle UnpicklingError (tracebacks)."""
+    (tmp_path / "short-idx3-ubyte").write_bytes(bytes([0, 0, 0x08, 3, 0, 0]))
+    with pytest.raises(ValueError, match=r"short-idx3-ubyte is truncated"):
+        read_idx(tmp_path / "short-idx3-ubyte")
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "test_batch").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(ValueError, match=r"test_batch is not a CIFAR python batch.*extract"):
+        load_torchvision_folder("cifar10", tmp_path, train=False)

@@ -123,3 +123,28 @@ def test_resnet18_torchvision_layout():
     assert set(expected) <= set(keys)
     assert "layer1.0.downsample.0.weight" not in keys
     assert count_parameters(resnet18(num_classes=7)) == 11_689_512 - 993 * 512 - 993
+
+
+def test_builders_refuse_bad_arguments_by_name():
+    from curvsketch.experiments.models import model_arguments
+
+    with pytest.raises(ValueError, match=r"model 'mlp': .*'foo'; its arguments: sizes, activation"):
+        build_model("mlp", sizes=[4, 2], foo=1)
+    with pytest.raises(ValueError, match=r"model 'scaled_mlp': .*'width'"):
+        build_model("scaled_mlp")
+    for kwargs, words in (
+        ({"width": 2.5}, r"width must be an integer >= 1, got 2\.5"),  # was silently width 2
+        ({"width": True}, r"width must be an integer >= 1, got True"),
+        ({"width": 3, "depth": 0}, r"depth \(hidden layers\) must be an integer >= 1, got 0"),
+        ({"width": 3, "activation": 3}, r"activation must be a name"),
+        ({"width": 3, "activation": nn.ReLU()}, r"zero-argument module factory"),
+        ({"width": 3, "seed": "x"}, r"seed must be an integer or None"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            build_model("scaled_mlp", **kwargs)
+    with pytest.raises(ValueError, match=r"sizes must hold .*got \[4, 2\.5\]"):
+        mlp([4, 2.5])  # was silently a width of 2
+    with pytest.raises(ValueError, match=r"num_classes must be an integer >= 1, got 0"):
+        deepobs_3c3d(0)
+    assert model_arguments("scaled_mlp", required=True) == ["width"]
+    assert count_parameters(mlp((4, torch.tensor(2).item(), 3))) == 4 * 2 + 2 + 2 * 3 + 3

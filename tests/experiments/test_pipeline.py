@@ -128,3 +128,128 @@ def test_schema_validator_rejects_broken_results(tiny_run):
     broken["analyses"][1]["overlap"]["best"]["sketched"]["5"] = 1.5
     with pytest.raises(SchemaError, match="outside"):
         validate_results(broken)
+
+
+# ---------------------------------------------------------------- reruns and faults (issue 14)
+
+MINI = {
+    "name": "mini",
+    "data": {"name": "digits", "n_test_per_class": 5, "hessian_per_class": 2},
+    "model": {"name": "mlp", "kwargs": {"sizes": [64, 3, 10]}},
+    "train": {"steps": 4, "lr": 0.1, "batch_size": 32},
+    "hessian": {"steps": [0, 4], "splits": ["test"], "exact": "false", "engine": "graph"},
+    "sketch": {"outer": 8, "inner": 16, "error_tests": 2},
+    "analysis": {
+        "ks": [2, 4],
+        "main_k": 4,
+        "rhos": [0.01],
+        "stability_ks": [2],
+        "random_draws": 2,
+        "scores": ["magnitude"],
+    },
+}
+
+
+def _untimed(analyses):
+    return [{k: v for k, v in a.items() if k != "timings"} for a in analyses]
+
+
+def _mini(**sections):
+    return config_from_dict({**MINI, **{k: {**MINI[k], **v} for k, v in sections.items()}})
+
+
+@pytest.fixture(scope="module")
+def mini_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mini") / "out"
+    return run_study(_mini(), out, progress=False, figures=False), out
+
+
+@pytest.fixture
+def mini_copy(mini_run, tmp_path):
+    """A private copy of the finished mini study (tests below change or break its files)."""
+    import shutil
+
+    results, out = mini_run
+    shutil.copytree(out, tmp_path / "out")
+    return results, tmp_path / "out"
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"model": {"seed": 1}}, r"model\.seed: saved 0 vs now 1"),
+        (
+            {"model": {"kwargs": {"sizes": [64, 3, 10], "activation": "relu"}}},
+            r"model\.kwargs: saved \{'sizes': \[64, 3, 10\]\} vs now",
+        ),
+        ({"data": {"seed": 1}}, r"data\.seed: saved 0 vs now 1"),
+        ({"train": {"seed": 1}}, r"train\.seed: saved 0 vs now 1"),
+    ],
+)
+def test_rerun_with_other_weights_is_refused(mini_copy, change, named):
+    """Old checkpoints were reused and results claimed the new settings (issue 14, item 5)."""
+    _, out = mini_copy
+    with pytest.raises(
+        ValueError, match=rf"--out {out} holds a study trained with other .*{named}"
+    ):
+        run_study(_mini(**change), out, progress=False, figures=False)
+    with pytest.raises(
+        ValueError, match=r"pass another --out, or delete .*checkpoints to retrain there"
+    ):
+        run_study(_mini(**change), out, progress=False, figures=False)
+
+
+def test_analyses_with_other_settings_are_kept_side_by_side(mini_copy):
+    results, out = mini_copy
+    other = run_study(_mini(sketch={"seed": 1}), out, progress=False, figures=False)
+    assert other["reused_analyses"] == 0
+    assert len(list((out / "steps").glob("*.json"))) == 4
+    again = run_study(_mini(), out, progress=False, figures=False)  # nothing was overwritten
+    assert again["reused_analyses"] == 2
+    assert _untimed(again["analyses"]) == _untimed(results["analyses"])
+    # more training steps: the weights at steps 0 and 4 are the same, so are their analyses
+    longer = run_study(_mini(train={"steps": 6}), out, progress=False, figures=False)
+    assert longer["reused_analyses"] == 2 and longer["analyses"] == results["analyses"]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".pt"])
+@pytest.mark.parametrize("garbage", [b"{", b"\x89garbage"])
+def test_corrupt_step_file_is_recomputed(mini_copy, capsys, suffix, garbage):
+    results, out = mini_copy
+    victim = sorted((out / "steps").glob(f"step_0000004_test_*{suffix}"))[0]
+    victim.write_bytes(garbage)
+    again = run_study(_mini(), out, progress=False, figures=False)
+    assert f"{victim.name}" in capsys.readouterr().err
+    assert again["reused_analyses"] == 1
+    assert _untimed(again["analyses"]) == _untimed(results["analyses"])
+    assert run_study(_mini(), out, progress=False, figures=False)["reused_analyses"] == 2
+
+
+def test_out_that_is_a_file(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(ValueError, match=r"taken is a file, not a folder; pass another --out"):
+        run_study(_mini(), tmp_path / "taken", progress=False, figures=False)
+
+
+def test_full_disk_loses_no_finished_step(mini_run, tmp_path, monkeypatch):
+    import errno
+
+    results, _ = mini_run
+    out = tmp_path / "out"
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", full)
+    with pytest.raises(ValueError, match=r"arrays\.npz: the disk is full.*free space or pass"):
+        run_study(_mini(), out, progress=False, figures=False)
+    monkeypatch.undo()
+    assert not list(out.glob("*.tmp")) and len(list((out / "steps").glob("*.pt"))) == 2
+    again = run_study(_mini(), out, progress=False, figures=False)
+    assert again["reused_analyses"] == 2
+    assert _untimed(again["analyses"]) == _untimed(results["analyses"])
+
+
+def test_diverged_training_stops_the_study(tmp_path):
+    with pytest.raises(ValueError, match=r"training diverged: .* at step \d+ \(lr=1e\+?30\)"):
+        run_study(_mini(train={"lr": 1e30}), tmp_path, progress=False, figures=False)

@@ -84,7 +84,7 @@ def test_resume_equals_uninterrupted_and_skips_done_work(small, tmp_path):
     directory = tmp_path / "run"
     _run(train_split, 20, checkpoint_steps=[10], eval_data=test_split, checkpoint_dir=directory)
     seen = []
-    model = paper_mlp(seed=99)  # another init: the checkpoint must overwrite it
+    model = paper_mlp(seed=0)  # the checkpoint must overwrite it
     log = train(
         model,
         train_split,
@@ -110,7 +110,7 @@ def test_resume_equals_uninterrupted_and_skips_done_work(small, tmp_path):
         seen.append(t)
 
     again = train(
-        paper_mlp(seed=5),
+        paper_mlp(seed=0),
         train_split,
         steps=40,
         lr=0.3,
@@ -122,7 +122,7 @@ def test_resume_equals_uninterrupted_and_skips_done_work(small, tmp_path):
     assert seen == [] and again.losses == full.losses
     # a new earlier checkpoint is recomputed from the one before it
     again = train(
-        paper_mlp(seed=5),
+        paper_mlp(seed=0),
         train_split,
         steps=40,
         lr=0.3,
@@ -238,3 +238,133 @@ def test_paper_mnist_run_learns():
         progress=False,
     )
     assert log.eval_accuracies[-1] > 0.85 and log.eval_losses[-1] < 0.5
+
+
+# ---------------------------------------------------------------- reruns and faults (issue 14)
+
+
+def _tiny(seed=0):
+    return synthetic_classification(48, (4,), 2, seed=seed)
+
+
+def _fit(directory, model=None, data=None, steps=10, **kwargs):
+    options = {"lr": 0.2, "batch_size": 16, "checkpoint_steps": [5], "progress": False}
+    model = model if model is not None else mlp([4, 8, 2], seed=0)
+    log = train(model, data or _tiny(), steps=steps, checkpoint_dir=directory, **options, **kwargs)
+    return model, log
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"model": lambda: mlp([4, 8, 2], seed=1)}, "initial_state"),
+        ({"model": lambda: mlp([4, 8, 2], "relu", seed=0)}, "architecture"),
+        ({"data": lambda: _tiny(seed=1)}, "train_data"),
+        ({"loss_fn": lambda: nn.CrossEntropyLoss(label_smoothing=0.2)}, "probe_loss"),
+    ],
+)
+def test_resume_refuses_a_folder_trained_with_other_weights_data_or_loss(tmp_path, change, named):
+    """model seed, activation (same shapes), data and loss all change the weights."""
+    _fit(tmp_path)
+    kwargs = {k: make() for k, make in change.items()}
+    with pytest.raises(ValueError, match=rf"holds a run with other settings \(.*{named}: saved"):
+        _fit(tmp_path, **kwargs)
+
+
+def test_checkpoint_claiming_another_step_is_recomputed(tmp_path, capsys):
+    reference_model, reference = _fit(tmp_path / "ref")
+    _fit(tmp_path / "run")
+    (tmp_path / "run" / "step_00000010.pt").write_bytes(
+        (tmp_path / "run" / "step_00000005.pt").read_bytes()
+    )
+    seen = []
+    model, log = _fit(tmp_path / "run", callback=lambda t, m, lg: seen.append(t))
+    assert "claims step 5" in capsys.readouterr().err
+    assert seen == list(range(6, 11))  # recomputed from the valid step-5 checkpoint
+    assert _equal_states(log.state_dict(10), reference.state_dict(10))
+    assert _equal_states(model.state_dict(), reference_model.state_dict())
+    with pytest.raises(ValueError, match="claims step 5, not step 10"):
+        TrainLog(checkpoints={10: tmp_path / "run" / "step_00000005.pt"}).state_dict(10)
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00\x01 not a zip", b"PK\x03\x04truncated"])
+def test_corrupt_checkpoint_is_treated_as_missing(tmp_path, capsys, garbage):
+    _, reference = _fit(tmp_path / "ref")
+    _fit(tmp_path / "run")
+    (tmp_path / "run" / "step_00000010.pt").write_bytes(garbage)
+    _, log = _fit(tmp_path / "run")
+    err = capsys.readouterr().err
+    assert "step_00000010.pt: unreadable" in err and "recomputing it" in err
+    assert _equal_states(log.state_dict(10), reference.state_dict(10))
+
+
+@pytest.mark.parametrize("garbage", ["", '{"settings": {"lr"', "garbage", "[1, 2]"])
+def test_corrupt_log_is_treated_as_missing(tmp_path, capsys, garbage):
+    _, reference = _fit(tmp_path / "ref")
+    _fit(tmp_path / "run")
+    (tmp_path / "run" / "train_log.json").write_text(garbage)
+    seen = []
+    _, log = _fit(tmp_path / "run", callback=lambda t, m, lg: seen.append(t))
+    assert "train_log.json" in capsys.readouterr().err and seen == list(range(11))
+    assert log.losses == reference.losses
+    assert TrainLog.load(tmp_path / "run").losses == reference.losses
+    (tmp_path / "run" / "train_log.json").write_text(garbage)
+    with pytest.raises(ValueError, match=r"train_log\.json"):
+        TrainLog.load(tmp_path / "run")
+
+
+def test_exploding_loss_is_reported_with_step_and_lr():
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randn(32, 4, generator=g), torch.randint(0, 2, (32,), generator=g))
+
+    def squared(out, t):
+        return ((out - nn.functional.one_hot(t, 2).to(out.dtype)) ** 2).mean()
+
+    torch.manual_seed(0)
+    options = {"steps": 10, "batch_size": 32, "progress": False, "loss_fn": squared}
+    # losses 0.92, 7.65, 121.6, ...: step 2 is over 100 x the loss at step 0
+    with pytest.raises(
+        ValueError, match=r"loss is 121\.6.*at step 2 \(lr=3\.0\); lower the learning"
+    ):
+        train(nn.Linear(4, 2), data, lr=3.0, **options)
+    torch.manual_seed(0)
+    train(nn.Linear(4, 2), data, lr=0.1, **options)  # a stable lr trains
+
+
+def test_non_finite_loss_is_a_value_error_for_the_cli(tmp_path):
+    inputs, labels = synthetic_classification(40, (4,), 2, seed=0)
+    inputs[7, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"diverged.*at step 0 \(lr=0\.1\)"):
+        train(mlp([4, 2]), (inputs, labels), steps=10, lr=0.1, batch_size=40, progress=False)
+
+
+def test_full_disk_while_checkpointing_loses_nothing(tmp_path, monkeypatch):
+    import errno
+
+    _, reference = _fit(tmp_path / "ref")
+    real_save, calls = torch.save, []
+
+    def save(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:  # the checkpoint of step 5
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(ValueError, match=r"step_00000005\.pt: the disk is full.*free space"):
+        _fit(tmp_path / "run")
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "step_00000000.pt",
+        "train_log.json",
+    ]  # no temporary file left behind
+    seen = []
+    _, log = _fit(tmp_path / "run", callback=lambda t, m, lg: seen.append(t))
+    assert seen == list(range(1, 11))  # resumed from step 0
+    assert log.losses == reference.losses
+
+
+def test_checkpoint_dir_that_is_a_file(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(ValueError, match=r"taken is a file, not a folder; pass another"):
+        _fit(tmp_path / "taken")

@@ -11,9 +11,31 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 __all__ = ["add_commands", "build_operator"]
+
+
+def _check_training_folder(config: Any, checkpoint: Path) -> None:
+    """Refuse a checkpoint of ``curvsketch run`` whose run had another model or data setting."""
+    import json
+
+    from curvsketch.experiments.checkpoints import LOG_FILE, describe_changes
+    from curvsketch.experiments.pipeline import train_identity
+
+    log = checkpoint.parent / LOG_FILE
+    try:
+        saved = json.loads(log.read_text())["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # a plain state dict, or no readable log beside it: nothing to compare
+    now = json.loads(json.dumps(train_identity(config), default=str))  # as saved
+    changes = {k: (saved[k], v) for k, v in now.items() if k in saved and saved[k] != v}
+    if changes:
+        raise ValueError(
+            f"--checkpoint {checkpoint} was trained with other settings than {config.name!r} "
+            f"({describe_changes(changes)}); pass the configuration it was trained with"
+        )
 
 
 def build_operator(config: Any, split: str = "train", checkpoint: str | None = None) -> Any:
@@ -22,12 +44,22 @@ def build_operator(config: Any, split: str = "train", checkpoint: str | None = N
     Args:
         config: a :class:`curvsketch.experiments.config.StudyConfig`.
         split: ``"train"`` or ``"test"``.
-        checkpoint: optional ``state_dict`` file (``torch.save``) of the trained model;
+        checkpoint: optional file with the trained model: a checkpoint that ``curvsketch
+            run`` wrote (``OUT/checkpoints/step_XXXXXXXX.pt``, checked against the
+            ``train_log.json`` beside it) or a plain ``state_dict`` (``torch.save``);
             default: the untrained model of ``config.model`` (its seed fixes it).
+
+    Raises:
+        FileNotFoundError: no such checkpoint file.
+        ValueError: a bad split, or a checkpoint that is unreadable, was trained with
+            another model or data configuration, or does not fit the model.
     """
+    from pathlib import Path
+
     import torch
     from torch import nn
 
+    from curvsketch.experiments.checkpoints import load_checkpoint
     from curvsketch.experiments.data import balanced_subset
     from curvsketch.experiments.measure_step import curvature_operator
     from curvsketch.experiments.models import build_model
@@ -35,12 +67,24 @@ def build_operator(config: Any, split: str = "train", checkpoint: str | None = N
 
     if split not in ("train", "test"):
         raise ValueError(f"--split must be 'train' or 'test', got {split!r}")
+    state = None
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint)
+        _check_training_folder(config, Path(checkpoint))
     train, test, _ = load_study_data(config)
     data = train if split == "train" else test
     idx = balanced_subset(data.targets, config.data.hessian_per_class, seed=config.data.seed)
     model = build_model(config.model.name, seed=config.model.seed, **config.model.kwargs)
-    if checkpoint is not None:
-        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            detail = " ".join(str(err).split())
+            raise ValueError(
+                f"--checkpoint {checkpoint} does not fit the model of the configuration "
+                f"(model.name = {config.model.name!r}, model.kwargs = {config.model.kwargs}): "
+                f"{detail[:300]}; pass the configuration it was trained with"
+            ) from None
     h = config.hessian
     model.to(getattr(torch, h.dtype)).eval()
     return curvature_operator(
@@ -50,6 +94,7 @@ def build_operator(config: Any, split: str = "train", checkpoint: str | None = N
 
 def _load(args: argparse.Namespace) -> Any:
     from curvsketch.experiments.config import load_config
+    from curvsketch.experiments.preflight import check_study
 
     config = load_config(args.config)
     if args.data_root:
@@ -61,6 +106,7 @@ def _load(args: argparse.Namespace) -> Any:
             f"{args.config}: sketch.recovery = {config.sketch.recovery!r}; distributed "
             "measurements support 'singlepass' only"
         )
+    check_study(config, analysis=False)
     return config
 
 
@@ -97,15 +143,20 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 def _cmd_recover(args: argparse.Namespace) -> int:
     import torch
 
+    from curvsketch.experiments.preflight import check_output_file
+    from curvsketch.experiments.run_files import atomic_write
     from curvsketch.sketch.stored import recover
 
+    out = check_output_file(args.out) if args.out else None  # before the work
     result = recover(args.store, memory_budget=args.memory_budget)
+    fix = f"free space or pass another --out; the store {args.store} is complete, rerun recover"
     if not isinstance(result.Q, torch.Tensor):
         print(f"eigenvectors stay on disk: {args.store}/eigenvectors (out-of-core recovery)")
-        if args.out:
-            torch.save({"eigenvalues": result.eigenvalues}, args.out)
-    elif args.out:
-        result.save(args.out)
+        if out is not None:
+            eigenvalues = {"eigenvalues": result.eigenvalues}
+            atomic_write(out, lambda p: torch.save(eigenvalues, p), fix)
+    elif out is not None:
+        atomic_write(out, result.save, fix)
     print(result)
     print("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
     return 0
@@ -126,7 +177,11 @@ def add_commands(subparsers: Any) -> None:
     m.add_argument("--worker", type=int, default=0, help="this worker's index (default 0)")
     m.add_argument("--of", type=int, default=1, help="number of workers (default 1)")
     m.add_argument("--split", default="train", help="Hessian samples: train or test")
-    m.add_argument("--checkpoint", help="state_dict file of the trained model (default: untrained)")
+    m.add_argument(
+        "--checkpoint",
+        help="trained model: a checkpoint of `curvsketch run` (OUT/checkpoints/step_*.pt) "
+        "or a plain state_dict file (default: the untrained model)",
+    )
     m.add_argument("--data-root", help="folder holding a local data set (overrides data.root)")
     m.add_argument("--quiet", action="store_true", help="no progress output")
     m.set_defaults(func=_cmd_measure)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
+import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from curvsketch import __version__
 
@@ -27,7 +30,7 @@ examples:
 Outputs (in --out): results.json (settings, per step and split the overlaps at the
 configured k for each mask kind, exact and sketched, chance, eigenvalues, error
 estimates, timings), arrays.npz (full curves and spectra), figures/*.png,
-checkpoints/ and steps/ (reused when the same command runs again).
+checkpoints/ and steps/ (reused when nothing they depend on changed; README, Results format).
 """
 
 
@@ -87,19 +90,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from curvsketch.experiments.config import load_config
     from curvsketch.experiments.pipeline import run_study
+    from curvsketch.experiments.preflight import check_study
     from curvsketch.experiments.sweep import run_sweep
 
     config = load_config(args.config)
     if args.data_root:
         config = dataclasses.replace(
             config, data=dataclasses.replace(config.data, root=args.data_root)
-        )
+        ).validate()
     out = Path(args.out or Path("results") / config.name)
-    if config.sweep.widths:
+    if config.sweep.widths:  # run_sweep checks every width before the first one trains
         summary = run_sweep(config, out, progress=not args.quiet)
         print(summary["table"])
         print(f"\nfigure: {summary['figure']}   results: {out / 'sweep.json'}")
         return 0
+    check_study(config)  # model against data, every k against the sketch: before training
     results = run_study(config, out, progress=not args.quiet)
     _print_results(results, out)
     return 0
@@ -108,6 +113,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_metrics_study(args: argparse.Namespace) -> int:
     from curvsketch.analysis import plot_metrics_study, run_metrics_study
 
+    bad = [d for d in args.dims if d < 2]
+    if bad:
+        raise ValueError(f"--dims {' '.join(map(str, args.dims))}: every D must be >= 2")
+    if args.samples < 2:
+        raise ValueError(f"--samples {args.samples} must be >= 2 (for the 5-95 % bands)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = run_metrics_study(dims=tuple(args.dims), n_samples=args.samples, seed=args.seed)
@@ -116,9 +126,21 @@ def _cmd_metrics_study(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` whose usage errors are one ``curvsketch: error:`` line (exit status 2).
+
+    Sub-command parsers are made with the same class, so ``measure`` and ``recover`` flags
+    (registered in :mod:`curvsketch.cli.distributed`) answer the same way.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        print(f"curvsketch: error: {message}; see `{self.prog} --help`", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``curvsketch`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="curvsketch",
         description="Sketched Hessian eigendecompositions of neural networks, with error "
         "bars, and how magnitude masks align with the top eigenspaces "
@@ -176,11 +198,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Values of command-line flags that would otherwise fail after the work they guard."""
+    from curvsketch.experiments.preflight import (
+        check_memory_budget,
+        check_output_file,
+        check_workers,
+    )
+
+    if args.command == "recover":
+        check_memory_budget(getattr(args, "memory_budget", None))
+        if getattr(args, "out", None):
+            check_output_file(args.out)
+    elif args.command == "measure":
+        check_workers(getattr(args, "worker", 0), getattr(args, "of", 1))
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "free some space or write elsewhere (another --out)",
+    errno.EACCES: "choose a folder you can write to",
+    errno.EPERM: "choose a folder you can write to",
+    errno.EROFS: "the file system is read-only: choose another folder",
+    errno.EISDIR: "a folder is in the way: give a file name",
+    errno.ENOTDIR: "a file is in the way where a folder is needed: choose another path",
+    errno.EEXIST: "a file is in the way where a folder is needed: choose another path",
+}
+
+
+def _os_message(err: OSError) -> str:
+    """One line for an operating-system error: the path, what went wrong, the fix."""
+    where = err.filename if err.filename is not None else None
+    what = err.strerror or str(err)
+    line = f"{where}: {what}" if where is not None else what
+    hint = _OS_HINTS.get(err.errno) if err.errno is not None else None
+    return f"{line}; {hint}" if hint else line
+
+
+def _error(message: object) -> int:
+    text = " ".join(str(message).split()) or "unknown error"
+    print(f"curvsketch: error: {text}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``curvsketch`` command with ``argv`` (default: ``sys.argv[1:]``).
 
-    Known failures (a missing file or data folder, a bad configuration) print one line
-    starting with ``curvsketch: error:`` and exit with status 2.
+    Known failures (a missing file or data folder, a bad configuration or flag, a file
+    that cannot be written) print one line starting with ``curvsketch: error:`` and exit
+    with status 2; nothing is trained or measured before the inputs are checked.
     """
     from curvsketch.experiments.config import ConfigError
 
@@ -190,11 +255,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_arguments(args)
         return args.func(args)
     except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"curvsketch: error: {msg}", file=sys.stderr)
-        return 2
+        return _error(err.args[0] if isinstance(err, KeyError) and err.args else err)
+    except OSError as err:
+        return _error(_os_message(err))
+    except pickle.UnpicklingError as err:
+        # torch.load(weights_only=True) of a file that is not a tensor/state-dict file;
+        # its advice to load with weights_only=False (arbitrary code) is not repeated.
+        given = getattr(args, "checkpoint", None)
+        what = f"--checkpoint {given}" if given else "a file given to this command"
+        first = str(err).split(".")[0]
+        return _error(
+            f"{what} is not a readable state_dict file ({first}); pass a file written by "
+            "torch.save(model.state_dict()) or a checkpoint of `curvsketch run`"
+        )
     except KeyboardInterrupt:
         print(
             "\ncurvsketch: interrupted; finished steps are kept and reused on the next run",

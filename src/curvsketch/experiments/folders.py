@@ -36,6 +36,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] or raw[1] or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an IDX file (bad magic number)")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated: its header needs {4 + 4 * ndim} bytes")
     dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=_IDX_DTYPES[raw[2]], offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
@@ -70,8 +72,16 @@ def _load_idx_folder(folder: str, root: Path, train: bool) -> Split:
 
 
 def _unpickle(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as handle:  # pickle: only read CIFAR files you trust
-        batch = pickle.load(handle, encoding="latin1")
+    try:
+        with open(path, "rb") as handle:  # pickle: only read CIFAR files you trust
+            batch = pickle.load(handle, encoding="latin1")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
+        raise ValueError(
+            f"{path} is not a CIFAR python batch ({type(err).__name__}: {err}); it is corrupt "
+            "or truncated: extract the python version archive again"
+        ) from err
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path} is not a CIFAR python batch (no dict inside)")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
 
 

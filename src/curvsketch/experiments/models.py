@@ -8,10 +8,13 @@ dicts line up.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
+import numbers
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -34,8 +37,39 @@ PAPER_PARAMETER_COUNTS = {
 }
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _count(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` as an int if it is an integer ``>= minimum`` (not a bool or float)."""
+    if not _is_int(value):
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})"
+        )
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def _activation(activation: Any) -> Callable[[], nn.Module]:
+    """Resolve an activation name of ``ACTIVATIONS`` or check a module factory."""
+    if isinstance(activation, str):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+        return ACTIVATIONS[activation]
+    if callable(activation) and not isinstance(activation, nn.Module):
+        return activation
+    raise ValueError(
+        f"activation must be a name ({', '.join(ACTIVATIONS)}) or a zero-argument module "
+        f"factory such as nn.ELU, got {activation!r}"
+    )
+
+
 @contextmanager
 def _seeded(seed: int | None) -> Iterator[None]:
+    if seed is not None and not _is_int(seed):
+        raise ValueError(f"seed must be an integer or None, got {seed!r}")
     if seed is None:
         yield
         return
@@ -72,17 +106,22 @@ def mlp(
     Returns:
         ``nn.Sequential(Flatten, Linear, act, ..., Linear)`` producing logits.
     """
-    if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
-        raise ValueError(f"sizes must hold at least two positive widths, got {list(sizes)}")
-    if isinstance(activation, str):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
-        activation = ACTIVATIONS[activation]
+    if (
+        isinstance(sizes, str | bytes)
+        or not isinstance(sizes, Sequence)
+        or len(sizes) < 2
+        or any(not _is_int(s) or s < 1 for s in sizes)
+    ):
+        raise ValueError(
+            f"sizes must hold at least two positive integer widths (a list, input first, "
+            f"outputs last, e.g. [256, 20, 10]), got {sizes!r}"
+        )
+    factory = _activation(activation)
     layers: list[nn.Module] = [nn.Flatten()]
     with _seeded(seed):
         for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
             if i:
-                layers.append(activation())
+                layers.append(factory())
             layers.append(nn.Linear(int(fan_in), int(fan_out)))
     return nn.Sequential(*layers)
 
@@ -101,8 +140,9 @@ def scaled_mlp(
     ``depth`` hidden layers of ``width`` units; D = input_dim·w + w + (depth-1)(w² + w)
     + w·num_classes + num_classes. ``scaled_mlp(20)`` is :func:`paper_mlp` (7,030).
     """
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1 hidden layer, got {depth}")
+    for name, value in (("width", width), ("input_dim", input_dim), ("num_classes", num_classes)):
+        _count(name, value)
+    _count("depth (hidden layers)", depth)
     return mlp([input_dim, *[width] * depth, num_classes], activation, seed=seed)
 
 
@@ -171,6 +211,7 @@ def deepobs_3c3d(num_classes: int = 10, *, seed: int | None = None) -> nn.Sequen
     dense 512, 256, ``num_classes``; ReLU. Init as DeepOBS: conv Xavier-normal, dense
     Xavier-uniform, biases 0. D = 4,864 + 55,392 + 110,720 + 590,336 + 131,328 + 2,570.
     """
+    _count("num_classes", num_classes)
     with _seeded(seed):
         net = nn.Sequential()
         net.add_module("conv1", nn.Conv2d(3, 64, 5))
@@ -210,6 +251,7 @@ def all_cnn_c(num_classes: int = 100, *, seed: int | None = None) -> nn.Sequenti
     ReLU after every conv, spatial mean. Convs use TF 'SAME' padding except conv7. Init:
     Xavier-normal weights, biases 0.1. Dropout is inactive in ``eval()`` (Hessian) mode.
     """
+    _count("num_classes", num_classes)
     spec = [  # (out channels, kernel, stride, SAME padding)
         (96, 3, 1, True), (96, 3, 1, True), (96, 3, 2, True),
         (192, 3, 1, True), (192, 3, 1, True), (192, 3, 2, True),
@@ -303,6 +345,7 @@ def resnet18(num_classes: int = 1000, *, seed: int | None = None) -> ResNet18:
     in-place (friendlier to ``torch.func`` transforms; same numbers). Any input of at
     least 32x32 works (adaptive average pooling).
     """
+    _count("num_classes", num_classes)
     with _seeded(seed):
         return ResNet18(num_classes)
 
@@ -319,6 +362,27 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def model_arguments(name: str, *, required: bool = False) -> list[str]:
+    """Keyword arguments that the builder ``name`` of ``MODELS`` accepts (``seed`` included).
+
+    Args:
+        name: a name of ``MODELS``.
+        required: only those without a default.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    params = inspect.signature(_builder(name)).parameters.values()
+    return [p.name for p in params if not required or p.default is inspect.Parameter.empty]
+
+
+def _builder(name: Any) -> Callable[..., nn.Module]:
+    key = name.lower().replace("-", "_") if isinstance(name, str) else None
+    if key not in MODELS:
+        raise ValueError(f"unknown model name {name!r}; known names: {', '.join(MODELS)}")
+    return MODELS[key]
+
+
 def build_model(name: str, **kwargs: object) -> nn.Module:
     """Build a model by registry name (``-`` and ``_`` interchangeable, case ignored).
 
@@ -327,9 +391,19 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
         **kwargs: Passed to the builder (e.g. ``width=`` for scaled_mlp, ``seed=``).
 
     Raises:
-        ValueError: unknown name (the message lists the known ones).
+        ValueError: unknown name (the message lists the known ones), an argument the
+            builder does not take, a missing one, or a bad value (each named, with the
+            builder's arguments).
     """
-    key = name.lower().replace("-", "_")
-    if key not in MODELS:
-        raise ValueError(f"unknown model name {name!r}; known names: {', '.join(MODELS)}")
-    return MODELS[key](**kwargs)
+    builder = _builder(name)
+    signature = inspect.signature(builder)
+    try:
+        signature.bind(**kwargs)
+    except TypeError as err:
+        raise ValueError(
+            f"model {name!r}: {err}; its arguments: {', '.join(signature.parameters)}"
+        ) from None
+    try:
+        return builder(**kwargs)
+    except ValueError as err:
+        raise ValueError(f"model {name!r}: {err}") from None

@@ -6,15 +6,27 @@ every checkpoint step and Hessian split a :func:`~curvsketch.experiments.measure
 the stabilisation matrices across steps, ``results.json``, ``arrays.npz`` and PNG figures.
 
 Nothing measured is lost: each (step, split) is written to ``steps/`` as soon as it is done
-(JSON record, arrays, bases), and a second run into the same directory with the same
-settings reuses those files instead of recomputing them.
+(JSON record, arrays, bases), and a second run into the same directory reuses what is
+still valid:
+
+- ``checkpoints/`` are reused only by a run whose training is identical (every setting
+  that changes the weights: ``[model]``, ``[data]`` but its ``root``, ``train.lr``,
+  ``train.batch_size``, ``train.seed``, and fingerprints of θ_0, the training data and
+  the loss; see :mod:`curvsketch.experiments.checkpoints`). A folder trained otherwise
+  is refused with an error naming every differing setting: pass another ``--out`` or
+  delete the folder. ``train.steps`` may grow (training continues) or shrink.
+- ``steps/step_<t>_<split>_<fingerprint>.json|.pt`` are keyed by a fingerprint of the
+  weights at step t, the Hessian samples, and every setting but the run's name, the step
+  and split lists, ``train.steps``, ``data.root`` and ``[sweep]``: an analysis with
+  other settings goes to its own files beside the old ones (nothing is overwritten).
+- A corrupt file (truncated JSON, garbage) is treated as missing and recomputed, with a
+  one-line notice on stderr.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,14 +37,31 @@ import torch
 from torch import nn
 
 from curvsketch.analysis import iou_matrix, subspace_overlap_matrix
+from curvsketch.experiments.checkpoints import CheckpointMismatchError, describe_changes
 from curvsketch.experiments.config import StudyConfig
 from curvsketch.experiments.data import Split, balanced_subset, mnist16, sklearn_digits
 from curvsketch.experiments.folders import load_torchvision_folder
 from curvsketch.experiments.measure_step import StepAnalysis, analyse_step
 from curvsketch.experiments.models import build_model, count_parameters
+from curvsketch.experiments.preflight import check_study
+from curvsketch.experiments.run_files import (
+    OutputError,
+    atomic_write,
+    describe_os_error,
+    digest,
+    notice,
+    prepare_dir,
+    read_json,
+)
 from curvsketch.experiments.training import train
 
-__all__ = ["RESULTS_SCHEMA_VERSION", "StudyResult", "load_study_data", "run_study"]
+__all__ = [
+    "RESULTS_SCHEMA_VERSION",
+    "StudyResult",
+    "load_study_data",
+    "run_study",
+    "train_identity",
+]
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -79,39 +108,95 @@ def load_study_data(config: StudyConfig) -> tuple[Split, Split, int]:
     return tr, te, classes
 
 
-def _fingerprint(config: StudyConfig) -> str:
-    """Hash of every setting that changes a (step, split) analysis (not the step list)."""
+OUT_FIX = "pass another --out (out_dir)"
+WRITE_FIX = "free space or pass another --out; finished steps are kept and a rerun reuses them"
+_TRAIN_KEYS = {"lr": "train.lr", "batch_size": "train.batch_size", "seed": "train.seed"}
+
+
+def train_identity(config: StudyConfig) -> dict[str, Any]:
+    """The configuration behind the weights, stored with the checkpoints and compared.
+
+    Args:
+        config: the study.
+
+    Returns:
+        ``{"model.<key>": ..., "data.<key>": ...}`` for every model and data setting but
+        ``data.root`` (the data's content is fingerprinted instead).
+    """
+    data = {f"data.{k}": v for k, v in asdict(config.data).items() if k != "root"}
+    model = {f"model.{k}": v for k, v in asdict(config.model).items()}
+    return {**model, **data}
+
+
+def _fingerprint(config: StudyConfig, weights: str, samples: str) -> str:
+    """Hash of everything a (step, split) analysis depends on.
+
+    Args:
+        config: the study; all of it counts but its name, ``[sweep]``, the step and split
+            lists, ``train.steps`` and ``data.root`` (the weights and samples stand for them).
+        weights: digest of the state dict at that step.
+        samples: digest of the Hessian samples of that split.
+    """
     parts = asdict(config)
-    parts["hessian"] = {k: v for k, v in parts["hessian"].items() if k != "steps"}
+    parts["hessian"] = {k: v for k, v in parts["hessian"].items() if k not in ("steps", "splits")}
+    parts["train"] = {k: v for k, v in parts["train"].items() if k != "steps"}
+    parts["data"] = {k: v for k, v in parts["data"].items() if k != "root"}
     parts.pop("name")
     parts.pop("sweep")
+    parts["weights"], parts["samples"] = weights, samples
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _save_step(folder: Path, key: str, res: StepAnalysis, fingerprint: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(
-        folder / f"{key}.pt", lambda p: torch.save({"arrays": res.arrays, "bases": res.bases}, p)
-    )
-    record = {**res.record, "fingerprint": fingerprint}
-    _atomic_write(folder / f"{key}.json", lambda p: p.write_text(json.dumps(record, indent=1)))
+    blob = {"arrays": res.arrays, "bases": res.bases}
+    atomic_write(folder / f"{key}.pt", lambda p: torch.save(blob, p), WRITE_FIX)
+    text = json.dumps({**res.record, "fingerprint": fingerprint}, indent=1)
+    atomic_write(folder / f"{key}.json", lambda p: p.write_text(text), WRITE_FIX)
 
 
-def _load_step(folder: Path, key: str, fingerprint: str) -> StepAnalysis | None:
+def _load_step(
+    folder: Path, key: str, fingerprint: str, step: int, split: str
+) -> StepAnalysis | None:
+    """The stored analysis ``key`` if it is complete and readable, else None (with a notice)."""
     js, pt = folder / f"{key}.json", folder / f"{key}.pt"
     if not (js.is_file() and pt.is_file()):
         return None
-    record = json.loads(js.read_text())
-    if record.pop("fingerprint", None) != fingerprint:
+    record = read_json(js, "recomputing it")
+    if record is None:
         return None
-    blob = torch.load(pt, weights_only=True)
-    return StepAnalysis(record, blob["arrays"], blob["bases"])
+    if not isinstance(record, dict) or record.pop("fingerprint", None) != fingerprint:
+        notice(f"{js} is not the analysis it is named for; recomputing it")
+        return None
+    if record.get("step") != step or record.get("split") != split:
+        notice(f"{js} holds step {record.get('step')!r} ({record.get('split')!r}); recomputing it")
+        return None
+    try:
+        blob = torch.load(pt, weights_only=True)
+        arrays, bases = blob["arrays"], blob["bases"]
+    except Exception as err:  # a truncated zip, garbage, missing keys, ...
+        notice(f"{pt} is unreadable ({type(err).__name__}); treating it as missing, recomputing it")
+        return None
+    return StepAnalysis(record, arrays, bases)
+
+
+def _train_or_refuse(model: nn.Module, config: StudyConfig, out: Path, **kwargs: Any) -> Any:
+    try:
+        return train(
+            model, identity=train_identity(config), checkpoint_dir=out / "checkpoints", **kwargs
+        )
+    except CheckpointMismatchError as err:
+        named = {_TRAIN_KEYS.get(k, k): v for k, v in err.changes.items()}
+        # configuration keys first, then the fingerprints (architecture, θ_0, data, loss)
+        changes = dict(sorted(named.items(), key=lambda kv: "." not in kv[0]))
+        raise CheckpointMismatchError(
+            err.directory,
+            changes,
+            (
+                f"--out {out} holds a study trained with other settings "
+                f"({describe_changes(changes)}); its checkpoints cannot be reused: pass another "
+                f"--out, or delete {out / 'checkpoints'} to retrain there"
+            ),
+        ) from None
 
 
 def _stability(config: StudyConfig, per_split: dict[str, list[StepAnalysis]]) -> dict[str, Any]:
@@ -183,18 +268,29 @@ def run_study(
 
     Returns:
         The results (the dict written to ``results.json``) with ``.arrays`` attached.
+
+    Raises:
+        CheckpointMismatchError: ``out_dir`` holds checkpoints trained with other settings
+            (a ``ValueError`` naming each differing setting; nothing is changed there).
+        OutputError: ``out_dir`` is a file or cannot be written, or the disk is full (a
+            ``ValueError`` naming the path; finished steps are kept and reused next time).
+        TrainingDivergedError: the training loss became non-finite or exploded (a
+            ``ValueError`` naming the step and lr).
+        FileNotFoundError, ValueError: missing data or a bad setting.
     """
     t_start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_dir(out_dir, OUT_FIX)
     train_split, test_split, _ = load_study_data(config)
     model = build_model(config.model.name, seed=config.model.seed, **config.model.kwargs)
+    check_study(config, model, inputs=train_split.inputs)
     D = count_parameters(model)
     loss_fn = nn.CrossEntropyLoss()
     t0 = time.perf_counter()
-    log = train(
+    log = _train_or_refuse(
         model,
-        (train_split.inputs, train_split.targets),
+        config,
+        out,
+        train_data=(train_split.inputs, train_split.targets),
         steps=config.train.steps,
         lr=config.train.lr,
         batch_size=config.train.batch_size,
@@ -202,7 +298,6 @@ def run_study(
         checkpoint_steps=config.hessian.steps,
         eval_data=(test_split.inputs, test_split.targets),
         progress=progress,
-        checkpoint_dir=out / "checkpoints",
     )
     train_seconds = time.perf_counter() - t0
     hess_data = {}
@@ -212,15 +307,19 @@ def run_study(
                 data.targets, config.data.hessian_per_class, seed=config.data.seed
             )
             hess_data[split] = (data.inputs[idx], data.targets[idx])
-    fingerprint = _fingerprint(config)
+    samples = {split: digest(list(data)) for split, data in hess_data.items()}
     per_split: dict[str, list[StepAnalysis]] = {s: [] for s in hess_data}
     reused = 0
     model.eval()
+    steps_dir = prepare_dir(out / "steps", OUT_FIX)
     for step in sorted(set(config.hessian.steps)):
-        model.load_state_dict(log.state_dict(step))
+        state = log.state_dict(step)
+        model.load_state_dict(state)
+        weights = digest(state)
         for split, data in hess_data.items():
-            key = f"step_{step:07d}_{split}"
-            res = _load_step(out / "steps", key, fingerprint)
+            fingerprint = _fingerprint(config, weights, samples[split])
+            key = f"step_{step:07d}_{split}_{fingerprint}"
+            res = _load_step(steps_dir, key, fingerprint, step, split)
             if res is None:
                 if progress:
                     print(
@@ -230,7 +329,7 @@ def run_study(
                 res = analyse_step(
                     model, loss_fn, data, config, step=step, split=split, progress=progress
                 )
-                _save_step(out / "steps", key, res, fingerprint)
+                _save_step(steps_dir, key, res, fingerprint)
             else:
                 reused += 1
             per_split[split].append(res)
@@ -259,13 +358,30 @@ def run_study(
         for it in items
         for name, arr in it.arrays.items()
     }
-    np.savez_compressed(out / "arrays.npz", **arrays)
+
+    def save_npz(path: Path) -> None:
+        with open(path, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+
+    atomic_write(out / "arrays.npz", save_npz, WRITE_FIX)
     results.arrays = arrays
     results.out_dir = out
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    _write_json(out / "results.json", results)
     if figures:
         from curvsketch.experiments.figures import draw_all
 
-        results["figures"] = [str(p.relative_to(out)) for p in draw_all(results, out / "figures")]
-        (out / "results.json").write_text(json.dumps(results, indent=1))
+        try:
+            drawn = draw_all(results, out / "figures")
+        except OSError as err:
+            raise OutputError(
+                describe_os_error(err, out / "figures", WRITE_FIX)
+                + "; results.json and arrays.npz are written"
+            ) from err
+        results["figures"] = [str(p.relative_to(out)) for p in drawn]
+        _write_json(out / "results.json", results)
     return results
+
+
+def _write_json(path: Path, content: dict[str, Any]) -> None:
+    text = json.dumps(content, indent=1)
+    atomic_write(path, lambda p: p.write_text(text), WRITE_FIX)

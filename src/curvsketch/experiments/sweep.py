@@ -13,16 +13,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from curvsketch.experiments.config import StudyConfig
+from curvsketch.experiments.config import ConfigError, StudyConfig
 from curvsketch.experiments.models import build_model, count_parameters
 from curvsketch.experiments.pipeline import run_study
+from curvsketch.experiments.preflight import check_study
 
 __all__ = ["run_sweep"]
 
 
 def _width_config(config: StudyConfig, width: int) -> StudyConfig:
     kwargs = {**config.model.kwargs, "width": width}
-    D = count_parameters(build_model("scaled_mlp", **kwargs))
+    try:
+        D = count_parameters(build_model("scaled_mlp", **kwargs))
+    except ValueError as err:
+        raise ConfigError(
+            f"sweep.widths = {list(config.sweep.widths)}, width {width}: {err}"
+        ) from None
     k = max(1, round(config.sweep.rho * D))
     cfg = dataclasses.replace(
         config,
@@ -33,7 +39,14 @@ def _width_config(config: StudyConfig, width: int) -> StudyConfig:
             config.analysis, ks=(k,), main_k=k, rhos=(config.sweep.rho,), stability_ks=(k,)
         ),
     )
-    return cfg.validate()
+    try:
+        cfg = cfg.validate()
+        check_study(cfg)
+    except ConfigError as err:
+        raise ConfigError(
+            f"sweep.widths = {list(config.sweep.widths)}, width {width}: {err}"
+        ) from None
+    return cfg
 
 
 def run_sweep(config: StudyConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
@@ -44,13 +57,24 @@ def run_sweep(config: StudyConfig, out_dir: str | Path, *, progress: bool = True
         out_dir: one sub-folder per width, plus ``sweep.json`` and ``size_effect.png``.
         progress: progress output.
 
+    Raises:
+        ConfigError: a width whose study could not run (checked for every width before
+            the first one trains, see :func:`~curvsketch.experiments.preflight.check_study`).
+
     Returns:
         ``{"rows": [...], "table": str, "figure": path}``; also written to ``sweep.json``.
     """
     out = Path(out_dir)
     rows = []
-    for width in config.sweep.widths:
-        cfg = _width_config(config, width)
+    if not config.sweep.widths:
+        raise ConfigError("sweep.widths is empty; e.g. widths = [20, 40, 80] under [sweep]")
+    if "width" in config.model.kwargs:
+        raise ConfigError(
+            f"model.kwargs.width = {config.model.kwargs['width']} would be replaced by every "
+            f"width of sweep.widths = {list(config.sweep.widths)}; remove it from model.kwargs"
+        )
+    configs = {w: _width_config(config, w) for w in config.sweep.widths}  # all, before training
+    for width, cfg in configs.items():
         res = run_study(cfg, out / f"width_{width}", progress=progress, figures=False)
         for r in res["summary"]:
             rows.append({"width": width, "D": res["model"]["num_params"], **r})

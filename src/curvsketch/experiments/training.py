@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +28,38 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from curvsketch.experiments.checkpoints import (
+    LOG_FILE,
+    PROBE_KEY,
+    CheckpointMismatchError,
+    TrainLog,
+    checkpoint_path,
+    data_digest,
+    probe_loss,
+    resume_point,
+    run_identity,
+    text_digest,
+)
+from curvsketch.experiments.run_files import atomic_write, digest, prepare_dir
 from curvsketch.progress import Progress
+
+__all__ = [
+    "LOG_FILE",
+    "CheckpointMismatchError",
+    "TrainLog",
+    "TrainingDivergedError",
+    "batch_indices",
+    "evaluate",
+    "train",
+]
 
 TrainData = tuple[Tensor, Tensor] | Dataset[Any]
 StateDict = dict[str, Tensor]
-LOG_FILE = "train_log.json"
+WRITE_FIX = "free space or pass another folder; finished checkpoints are kept and a rerun resumes"
+
+
+class TrainingDivergedError(FloatingPointError, ValueError):
+    """The training loss became non-finite or exploded; the message names the step and lr."""
 
 
 _MASK64 = (1 << 64) - 1
@@ -80,92 +105,6 @@ def _seed_step(device: torch.device, seed: int) -> None:
     if device.type == "cuda":
         with torch.cuda.device(device):
             torch.cuda.manual_seed(seed)
-
-
-@dataclass
-class TrainLog:
-    """What a training run recorded.
-
-    Attributes:
-        steps: Step t of every logged training-batch loss (0, 1, ..., steps - 1).
-        losses: Training-batch loss of θ_t on the batch of step t.
-        accuracies: Training-batch accuracy of θ_t on that batch.
-        checkpoints: Step -> state dict (CPU copy), or -> file path when training into a
-            ``checkpoint_dir``; use :meth:`state_dict` to get a state dict either way.
-        eval_steps: Checkpoint steps at which ``eval_data`` was evaluated.
-        eval_losses: Mean loss over all of ``eval_data`` at those steps.
-        eval_accuracies: Accuracy over all of ``eval_data`` at those steps.
-        seconds: Wall time of the call that returned this log.
-        settings: lr, batch_size, seed, n_train and the parameter count of the run.
-    """
-
-    steps: list[int] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-    accuracies: list[float] = field(default_factory=list)
-    checkpoints: dict[int, StateDict | Path] = field(default_factory=dict)
-    eval_steps: list[int] = field(default_factory=list)
-    eval_losses: list[float] = field(default_factory=list)
-    eval_accuracies: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def state_dict(self, step: int, map_location: str | torch.device = "cpu") -> StateDict:
-        """The model state at checkpoint ``step`` (loaded from disk if it was saved there)."""
-        if step not in self.checkpoints:
-            raise KeyError(f"no checkpoint at step {step}; checkpoints: {sorted(self.checkpoints)}")
-        entry = self.checkpoints[step]
-        if isinstance(entry, Path):
-            return torch.load(entry, map_location=map_location, weights_only=True)["model"]
-        return entry
-
-    def _until(self, step: int) -> TrainLog:
-        """This log cut back to what was known at checkpoint ``step``."""
-        train = [i for i, t in enumerate(self.steps) if t < step]
-        held_out = [i for i, t in enumerate(self.eval_steps) if t <= step]
-        return TrainLog(
-            steps=[self.steps[i] for i in train],
-            losses=[self.losses[i] for i in train],
-            accuracies=[self.accuracies[i] for i in train],
-            checkpoints={t: c for t, c in self.checkpoints.items() if t <= step},
-            eval_steps=[self.eval_steps[i] for i in held_out],
-            eval_losses=[self.eval_losses[i] for i in held_out],
-            eval_accuracies=[self.eval_accuracies[i] for i in held_out],
-            settings=dict(self.settings),
-        )
-
-    def _to_json(self) -> dict[str, Any]:
-        names = ("steps", "losses", "accuracies", "eval_steps", "eval_losses", "eval_accuracies")
-        return {"settings": self.settings, **{k: getattr(self, k) for k in names}}
-
-    @classmethod
-    def load(cls, checkpoint_dir: str | Path) -> TrainLog:
-        """Read the log of a run trained into ``checkpoint_dir`` (checkpoints as paths)."""
-        directory = Path(checkpoint_dir)
-        path = directory / LOG_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: {directory} holds no training run")
-        log = cls(**json.loads(path.read_text()))
-        log.checkpoints = dict(sorted(_saved_checkpoints(directory).items()))
-        return log
-
-
-def _checkpoint_path(directory: Path, step: int) -> Path:
-    return directory / f"step_{step:08d}.pt"
-
-
-def _saved_checkpoints(directory: Path) -> dict[int, Path]:
-    found = {}
-    for path in directory.glob("step_*.pt"):
-        stem = path.stem.removeprefix("step_")
-        if stem.isdigit():
-            found[int(stem)] = path
-    return found
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _eval_batches(
@@ -231,29 +170,6 @@ def _check_arguments(
         raise ValueError(f"log_every must be >= 1, got {log_every}")
 
 
-def _resume_point(
-    directory: Path, settings: dict[str, Any], wanted: set[int], steps: int
-) -> int | None:
-    """Latest saved step from which every still-missing checkpoint can be produced."""
-    log_path = directory / LOG_FILE
-    if not log_path.is_file():
-        return None
-    saved_settings = json.loads(log_path.read_text())["settings"]
-    diff = {
-        k: (saved_settings.get(k), v) for k, v in settings.items() if saved_settings.get(k) != v
-    }
-    if diff:
-        changes = ", ".join(f"{k}: saved {old!r} vs now {new!r}" for k, (old, new) in diff.items())
-        raise ValueError(
-            f"checkpoint_dir {directory} holds a run with other settings ({changes}); "
-            "pass another checkpoint_dir or delete this one"
-        )
-    saved = {t for t in _saved_checkpoints(directory) if t <= steps}
-    missing = wanted - saved
-    limit = min(missing) if missing else steps
-    return max((t for t in saved if t <= limit), default=None)
-
-
 def train(
     model: nn.Module,
     train_data: TrainData,
@@ -271,6 +187,8 @@ def train(
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     eval_batch_size: int = 1000,
     num_workers: int = 0,
+    identity: Mapping[str, Any] | None = None,
+    max_loss_ratio: float | None = 100.0,
 ) -> TrainLog:
     """Train ``model`` in place with plain constant-lr SGD on mean cross-entropy.
 
@@ -280,10 +198,14 @@ def train(
     later call with the same directory and settings resumes from the latest useful
     checkpoint instead of recomputing: a finished run returns at once, a longer run
     continues, a newly requested earlier checkpoint is recomputed from the one before it.
+    "The same settings" covers everything that changes the weights (see
+    :mod:`curvsketch.experiments.checkpoints`): lr, batch size, seed, the architecture,
+    the initial state (so pass the *untrained* model when resuming), the training data,
+    the loss, and ``identity``. A folder holding another run is refused, never mixed in.
     The paper's MNIST setting is ``lr=0.3, batch_size=500``.
 
     Args:
-        model: The network; it is left at θ_steps (in its original train/eval mode).
+        model: The network at θ_0; it is left at θ_steps (in its original train/eval mode).
         train_data: ``(inputs, targets)`` tensors (moved to the model's device once) or a
             map-style dataset (loaded through a DataLoader with ``num_workers``).
         steps: Number of SGD updates.
@@ -301,17 +223,26 @@ def train(
         loss_fn: Mean-reduced loss (default ``nn.CrossEntropyLoss()``).
         eval_batch_size: Batch size of the evaluations.
         num_workers: DataLoader workers when ``train_data`` is a dataset.
+        identity: Further JSON-able settings that identify the run (e.g. the configuration
+            that built the model and data); stored in the log and compared on resume.
+        max_loss_ratio: The run counts as diverged when a training-batch loss exceeds this
+            multiple of the loss at step 0 (``None``: only non-finite losses count).
 
     Returns:
         The :class:`TrainLog`, including anything loaded from ``checkpoint_dir``.
 
     Raises:
-        ValueError: a bad argument, or ``checkpoint_dir`` holds a run with other settings.
-        FloatingPointError: the training loss became non-finite (the message names the step).
+        ValueError: a bad argument.
+        CheckpointMismatchError: ``checkpoint_dir`` holds a run with other settings (a
+            ``ValueError`` naming each differing setting).
+        OutputError: ``checkpoint_dir`` cannot be written (a ``ValueError`` naming the path).
+        TrainingDivergedError: the loss or the parameters became non-finite, or the loss
+            exploded (a ``FloatingPointError`` and ``ValueError`` naming the step and lr).
     """
     started = time.perf_counter()
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     device = next(model.parameters()).device
+    inputs = targets = None
     if isinstance(train_data, tuple):
         inputs, targets = (v.to(device) for v in train_data)
         if inputs.shape[0] != targets.shape[0]:
@@ -323,33 +254,57 @@ def train(
         n = len(train_data)  # type: ignore[arg-type]
     checkpoint_steps = sorted({int(t) for t in checkpoint_steps})
     _check_arguments(n, steps, lr, batch_size, checkpoint_steps, log_every)
+    if max_loss_ratio is not None and not max_loss_ratio > 1:
+        raise ValueError(f"max_loss_ratio must be > 1 or None, got {max_loss_ratio}")
     wanted = {0, steps, *checkpoint_steps}
-    settings = {
+
+    def fetch(indices: Tensor) -> tuple[Tensor, Tensor]:
+        if inputs is not None and targets is not None:
+            i = indices.to(device)
+            return inputs.index_select(0, i), targets.index_select(0, i)  # 10x faster than [i]
+        x, y = next(iter(DataLoader(train_data, batch_sampler=[indices.tolist()])))
+        return x.to(device), y.to(device)
+
+    settings: dict[str, Any] = {
         "lr": lr,
         "batch_size": batch_size,
         "seed": seed,
         "n_train": n,
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
+    if checkpoint_dir is not None:
+        settings.update(
+            architecture=text_digest(repr(model)),
+            initial_state=digest(model.state_dict()),
+            train_data=data_digest(train_data, inputs, targets),
+            loss=repr(loss_fn),
+            **{PROBE_KEY: probe_loss(model, fetch(batch_indices(n, batch_size, seed, 0)), loss_fn)},
+        )
+        for key, value in (identity or {}).items():
+            if key in settings:
+                raise ValueError(f"identity key {key!r} clashes with a setting of train()")
+            settings[key] = value
+        settings = json.loads(json.dumps(settings, default=str))  # as read back from the log
     log = TrainLog(settings=settings)
     directory = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
     start, resumed = 0, False
+    run = run_identity(settings)
     if directory is not None:
-        directory.mkdir(parents=True, exist_ok=True)
-        resume = _resume_point(directory, settings, wanted, steps)
-        if resume is not None:
-            start, resumed = resume, True
-            log = TrainLog.load(directory)._until(start)
+        prepare_dir(directory, "pass another checkpoint_dir")
+        found = resume_point(directory, settings, wanted, steps)
+        if found is not None:
+            start, log = found
+            resumed = True
             log.settings = settings
             model.load_state_dict(log.state_dict(start, map_location=device))
 
     def at_state(t: int) -> None:
         if t in wanted:
             if directory is not None:
-                path = _checkpoint_path(directory, t)
-                state = {"step": t, "model": model.state_dict()}
-                _atomic_write(path, lambda tmp: torch.save(state, tmp))
+                path = checkpoint_path(directory, t)
+                state = {"step": t, "model": model.state_dict(), "run": run}
+                atomic_write(path, lambda tmp: torch.save(state, tmp), WRITE_FIX)
                 log.checkpoints[t] = path
             else:
                 log.checkpoints[t] = {
@@ -361,10 +316,21 @@ def train(
                 log.eval_losses.append(loss)
                 log.eval_accuracies.append(acc)
             if directory is not None:
-                text = json.dumps(log._to_json())
-                _atomic_write(directory / LOG_FILE, lambda tmp: tmp.write_text(text))
+                text = json.dumps(log.to_json())
+                atomic_write(directory / LOG_FILE, lambda tmp: tmp.write_text(text), WRITE_FIX)
         if callback is not None:
             callback(t, model, log)
+
+    def diverged(t: int, what: str) -> TrainingDivergedError:
+        fresh = ""
+        if directory is not None:  # its checkpoints belong to this lr: another lr is refused
+            fresh = (
+                f" (a run with another lr needs a fresh folder: delete {directory} or use another)"
+            )
+        return TrainingDivergedError(
+            f"training diverged: {what} at step {t} (lr={lr}); lower the learning rate "
+            f"(lr; train.lr in a study configuration){fresh} or check the inputs for NaN/inf"
+        )
 
     was_training = model.training
     if not resumed:
@@ -373,11 +339,8 @@ def train(
         sys.stderr.write(f"train: all {steps} steps already in {directory}; nothing to do\n")
     if start < steps:
         schedule = _batch_schedule(n, batch_size, seed, start, steps)
-        if isinstance(train_data, tuple):
-            batches: Iterable[tuple[Tensor, Tensor]] = (
-                (inputs.index_select(0, i), targets.index_select(0, i))  # 10x faster than [i]
-                for i in (j.to(device) for j in schedule)
-            )
+        if inputs is not None and targets is not None:
+            batches: Iterable[tuple[Tensor, Tensor]] = (fetch(j) for j in schedule)
         else:
             batches = DataLoader(
                 train_data,
@@ -399,9 +362,13 @@ def train(
                     [loss.detach(), (out.argmax(1) == y).to(loss.dtype).mean()]
                 ).tolist()
                 if not math.isfinite(loss_value):
-                    raise FloatingPointError(
-                        f"training loss is {loss_value} at step {t} (lr={lr}); "
-                        "lower the learning rate (lr) or check the inputs for NaN/inf"
+                    raise diverged(t, f"the training loss is {loss_value}")
+                first = log.losses[0] if log.losses else loss_value
+                if max_loss_ratio is not None and first > 0 and loss_value > max_loss_ratio * first:
+                    raise diverged(
+                        t,
+                        f"the training loss is {loss_value:.6g}, over {max_loss_ratio:g} x its "
+                        f"value at step 0 ({first:.6g}),",
                     )
                 log.steps.append(t)
                 log.losses.append(loss_value)
@@ -413,6 +380,11 @@ def train(
                     for p in params:
                         if p.grad is not None:
                             p.add_(p.grad, alpha=-lr)
+                    finite = bool(torch.stack([p.isfinite().all() for p in params]).all())
+                if not finite:
+                    raise diverged(
+                        t, f"the parameters became non-finite in the update (loss {loss_value:.6g})"
+                    )
                 at_state(t + 1)
                 if callback is not None:
                     model.train()  # the callback may have switched the mode

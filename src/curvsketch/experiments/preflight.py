@@ -1,0 +1,374 @@
+"""Checks a study runs before it trains: model against data, sizes against the model.
+
+:meth:`StudyConfig.validate` checks what the configuration alone decides. What needs the
+model or the data is checked here, in a second or less, so that nothing fails (or is
+silently skipped) after minutes of training: the model must accept one input of the data
+and give one logit per class; every k of the analysis, and k = round(ρ·D) of every ρ,
+must be within the eigenpairs the sketch computes; the Hessian subset must fit in every
+class; a training batch must fit in the training set. Command-line values (an output
+file, a memory budget, worker indices) are checked here too, before any work.
+Every failure is a :class:`~curvsketch.experiments.config.ConfigError` (a ``ValueError``)
+naming the key or flag and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from curvsketch.experiments.config import ConfigError, DataConfig, StudyConfig
+from curvsketch.experiments.config_rules import normalise_data_name, toml
+from curvsketch.experiments.data import DIGITS_MIN_PER_CLASS, MNIST_5K_PER_CLASS
+from curvsketch.experiments.models import build_model, count_parameters
+
+__all__ = [
+    "DataFacts",
+    "check_memory_budget",
+    "check_output_file",
+    "check_study",
+    "check_workers",
+    "data_facts",
+]
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What a study's data will look like, known from ``[data]`` without loading it.
+
+    Attributes:
+        input_shape: shape of one input (``None``: known only once loaded).
+        num_classes: number of classes (``None``: known only once loaded).
+        train_size: training samples (``None``: unknown).
+        per_class: split → samples of the smallest class (``None``: unknown), each with
+            the keys that set it (for messages).
+    """
+
+    input_shape: tuple[int, ...] | None
+    num_classes: int | None
+    train_size: int | None
+    per_class: dict[str, tuple[int | None, str]]
+
+
+_FOLDER_LAYOUT = {  # where curvsketch.experiments.folders looks (for messages)
+    "mnist": "the IDX files in MNIST/raw/",
+    "fashion-mnist": "the IDX files in FashionMNIST/raw/",
+    "cifar10": "the extracted python archive cifar-10-batches-py/",
+    "cifar100": "the extracted python archive cifar-100-python/",
+    "imagenet": "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG",
+}
+_FOLDER_FACTS = {  # what curvsketch.experiments.folders returns for each folder data set
+    "mnist": ((1, 28, 28), 10),
+    "fashion-mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+    "cifar100": ((3, 32, 32), 100),
+    "imagenet": ((3, 224, 224), None),
+}
+
+
+def data_facts(data: DataConfig) -> DataFacts:
+    """The input shape, classes and per-class counts that ``data`` will give.
+
+    The bundled sets are as :func:`~curvsketch.experiments.data.mnist16` (flattened 16×16,
+    500 digits per class) and :func:`~curvsketch.experiments.data.sklearn_digits`
+    (flattened 8×8) return them; ``synthetic`` as the study draws it (balanced labels,
+    a test set of ``max(num_samples // 4, num_classes)``).
+
+    Raises:
+        ConfigError: the requested split does not fit in the bundled data.
+    """
+    name = normalise_data_name(data.name)
+    n_tr, n_te = data.n_train_per_class, data.n_test_per_class
+    if name == "mnist16":
+        if n_tr + n_te > MNIST_5K_PER_CLASS:
+            raise ConfigError(
+                f"data.n_train_per_class + data.n_test_per_class = {n_tr} + {n_te} exceeds "
+                f"the {MNIST_5K_PER_CLASS} digits per class of data.name = 'mnist16'; lower "
+                f"them to a sum of at most {MNIST_5K_PER_CLASS}"
+            )
+        per_class = {
+            "train": (n_tr, f"data.n_train_per_class = {n_tr}"),
+            "test": (n_te, f"data.n_test_per_class = {n_te}"),
+        }
+        return DataFacts((256,), 10, 10 * n_tr, per_class)
+    if name == "digits":
+        if n_te >= DIGITS_MIN_PER_CLASS:
+            raise ConfigError(
+                f"data.n_test_per_class = {n_te} leaves no training images: data.name = "
+                f"'digits' has {DIGITS_MIN_PER_CLASS} images in its smallest class; use at "
+                f"most {DIGITS_MIN_PER_CLASS - 1}"
+            )
+        left = DIGITS_MIN_PER_CLASS - n_te
+        per_class = {
+            "train": (left, f"{DIGITS_MIN_PER_CLASS} − data.n_test_per_class = {n_te}"),
+            "test": (n_te, f"data.n_test_per_class = {n_te}"),
+        }
+        return DataFacts((64,), 10, 1797 - 10 * n_te, per_class)
+    if name == "synthetic":
+        n, c = data.num_samples, data.num_classes
+        n_test = max(n // 4, c)
+        per_class = {
+            "train": (n // c, f"data.num_samples // data.num_classes = {n} // {c}"),
+            "test": (n_test // c, f"a test set of max(num_samples // 4, num_classes) = {n_test}"),
+        }
+        return DataFacts(tuple(data.input_shape), c, n, per_class)
+    layout = _FOLDER_LAYOUT.get(name or "", "its files")
+    if data.root is None:
+        raise ConfigError(
+            f"data.name = {toml(data.name)} reads a local folder: set data.root (or pass "
+            f"--data-root) to the folder that holds {layout}; nothing is downloaded"
+        )
+    root = Path(data.root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(
+            f"data.root = {toml(str(data.root))} is not a folder (data.name = "
+            f"{toml(data.name)}); point data.root or --data-root to the folder that holds "
+            f"{layout}"
+        )
+    shape, classes = _FOLDER_FACTS.get(name or "", (None, None))
+    unknown = (None, "")
+    return DataFacts(shape, classes, None, {"train": unknown, "test": unknown})
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _input_hint(config: StudyConfig, shape: tuple[int, ...]) -> str:
+    width = math.prod(shape)
+    name = config.model.name.lower().replace("-", "_")
+    if name == "mlp":
+        return f"set the first entry of model.kwargs.sizes to {width}"
+    if name == "scaled_mlp":
+        return f"set model.kwargs.input_dim = {width}"
+    if name == "paper_mlp":
+        return (
+            f"paper_mlp takes 256 = 16×16 inputs (data.name = 'mnist16'); for {width} use "
+            f"model.name = 'scaled_mlp' with kwargs = {{ width = 20, input_dim = {width} }}"
+        )
+    return "use a model for these inputs (the CNNs take (3, H, W) images) or other data"
+
+
+def _classes_hint(config: StudyConfig, classes: int) -> str:
+    name = config.model.name.lower().replace("-", "_")
+    if name == "mlp":
+        return f"set the last entry of model.kwargs.sizes to {classes}"
+    if name == "paper_mlp":
+        return f"use model.name = 'scaled_mlp' with kwargs = {{ num_classes = {classes} }}"
+    return f"set model.kwargs.num_classes = {classes}"
+
+
+def _check_model_on_data(
+    config: StudyConfig, model: nn.Module, facts: DataFacts, inputs: Tensor | None
+) -> None:
+    """One forward pass of one sample: the model takes the inputs, one logit per class."""
+    if inputs is not None:
+        x = inputs[:1]
+    elif facts.input_shape is not None:
+        first = next(iter(model.parameters()), None)
+        dtype = first.dtype if first is not None else torch.float32
+        device = first.device if first is not None else "cpu"
+        x = torch.zeros(1, *facts.input_shape, dtype=dtype, device=device)
+    else:
+        return
+    shape = tuple(x.shape[1:])
+    what = f"model.name = {toml(config.model.name)}"
+    if config.model.kwargs:
+        what += f" (model.kwargs = {toml(config.model.kwargs)})"
+    data = f"data.name = {toml(config.data.name)}"
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except (RuntimeError, ValueError, IndexError, TypeError) as err:
+        raise ConfigError(
+            f"{what} cannot take the inputs of {data} (one sample of shape {shape}): "
+            f"{_first_line(err)}; {_input_hint(config, shape)}"
+        ) from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != 1:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ConfigError(
+            f"{what} returns {got} for one sample of {data}; the study needs logits of shape "
+            "(samples, classes)"
+        )
+    classes = facts.num_classes
+    if classes is not None and out.shape[1] != classes:
+        raise ConfigError(
+            f"{what} gives {out.shape[1]} outputs per sample but {data} has {classes} "
+            f"classes; {_classes_hint(config, classes)}"
+        )
+
+
+def _check_counts(config: StudyConfig, facts: DataFacts) -> None:
+    d = config.data
+    for split in config.hessian.splits:
+        available, source = facts.per_class[split]
+        if available is not None and d.hessian_per_class > available:
+            raise ConfigError(
+                f"data.hessian_per_class = {d.hessian_per_class} exceeds the {available} "
+                f"{split} samples per class of data.name = {toml(d.name)} ({source}); lower "
+                f"data.hessian_per_class to at most {available}"
+            )
+    size, batch = facts.train_size, config.train.batch_size
+    if size is not None and batch > size:
+        raise ConfigError(
+            f"train.batch_size = {batch} exceeds the {size} training samples of data.name = "
+            f"{toml(d.name)}; lower train.batch_size to at most {size}"
+        )
+
+
+def _check_sizes(config: StudyConfig, D: int) -> None:
+    """Every k of the analysis within the eigenpairs the sketch computes (min(outer, D))."""
+    from curvsketch.sketch.seigh import KRYLOV_BLOCK, KRYLOV_MIN_DEPTH
+
+    a, s = config.analysis, config.sketch
+    outer = min(s.outer, D)
+    limit = f"min(sketch.outer = {s.outer}, D = {D:,} parameters) = {outer}"
+    for key, ks in (("analysis.ks", a.ks), ("analysis.stability_ks", a.stability_ks)):
+        bad = [k for k in ks if k > outer]
+        if bad:
+            raise ConfigError(
+                f"{key} = {toml(ks)}: {toml(bad)} exceed the {limit} eigenpairs computed; "
+                f"drop them or raise sketch.outer (and sketch.inner) to {max(bad)}"
+            )
+    for rho in a.rhos:
+        k = max(1, round(rho * D))
+        if k > outer:
+            raise ConfigError(
+                f"analysis.rhos: ρ = {rho} needs k = round(ρ·D) = {k} eigenpairs (D = {D:,}), "
+                f"more than the {limit} computed; raise sketch.outer to {k} (and sketch.inner) "
+                f"or use ρ <= {outer / D:.3g}"
+            )
+    h = config.hessian
+    if h.exact == "true" or (h.exact == "auto" and h.max_exact_dim >= D):
+        need = D * D * (8 if h.exact_dtype == "float64" else 4)
+        have = _physical_memory()
+        if have is not None and need > have:
+            key = (
+                "hessian.exact = 'true'"
+                if h.exact == "true"
+                else (f"hessian.exact = 'auto' with hessian.max_exact_dim = {h.max_exact_dim}")
+            )
+            raise ConfigError(
+                f"{key} builds the dense D × D = {D:,}² Hessian ({need / 1e9:,.1f} GB in "
+                f"{h.exact_dtype}), more than this machine's {have / 1e9:,.1f} GB of memory; "
+                f"set hessian.exact = 'false' (sketch only) or lower hessian.max_exact_dim"
+            )
+    if s.recovery == "krylov":
+        inner = min(s.inner or 2 * outer, D)
+        width = s.block_size or max(1, min(KRYLOV_BLOCK, -(-inner // KRYLOV_MIN_DEPTH)))
+        columns = -(-inner // width) * width
+        if columns > D:
+            raise ConfigError(
+                f"sketch.inner = {inner} (capped at D) in Krylov blocks of {width} rounds up to "
+                f"{columns} columns, more than D = {D}; set sketch.block_size to a divisor of "
+                f"{inner} or lower sketch.inner to {D // width * width}"
+            )
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM of this machine (``None`` where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_study(
+    config: StudyConfig,
+    model: nn.Module | None = None,
+    *,
+    inputs: Tensor | None = None,
+    analysis: bool = True,
+) -> int:
+    """Check that ``config`` can run to the end, before training; return D.
+
+    Builds the model (unless given), runs one sample through it (from ``inputs``, or
+    zeros of the shape ``config.data`` gives), and checks the class count, the
+    per-class and batch sizes, and (with ``analysis``) every k and ρ against
+    min(``sketch.outer``, D).
+
+    Args:
+        config: a validated study configuration.
+        model: the study's model, if already built (left in its training mode).
+        inputs: some inputs of the real data (the first one is used), if loaded.
+        analysis: also check the ``[analysis]`` sizes (``curvsketch run``); ``False`` for
+            commands that only measure (``curvsketch measure``).
+
+    Returns:
+        D, the number of trainable parameters.
+
+    Raises:
+        ConfigError: the first problem, naming the key and the fix.
+    """
+    facts = data_facts(config.data)
+    _check_counts(config, facts)
+    if model is None:
+        m = config.model
+        try:
+            model = build_model(m.name, seed=m.seed, **m.kwargs)
+        except ValueError as err:
+            raise ConfigError(f"model.kwargs: {err}") from None
+    _check_model_on_data(config, model, facts, inputs)
+    D = count_parameters(model)
+    if analysis:
+        _check_sizes(config, D)
+    return D
+
+
+def check_output_file(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """Check that a result file can be written at ``path`` before the work that makes it.
+
+    Raises:
+        ValueError: ``path`` is a folder, its folder is missing, not a folder, or not
+            writable (each named, with the fix).
+    """
+    p = Path(path).expanduser()
+    parent = p.parent
+    if p.is_dir():
+        raise ValueError(f"{flag} {p} is a folder; give a file name, e.g. {flag} {p / 'eig.pt'}")
+    if not parent.exists():
+        raise ValueError(f"{flag} {p}: the folder {parent} does not exist; create it first")
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {p}: {parent} is a file, not a folder; choose another path")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{flag} {p}: the folder {parent} is not writable; choose another path")
+    return p
+
+
+def check_memory_budget(budget: Any, flag: str = "--memory-budget") -> int | None:
+    """``None``, or a positive whole number of bytes.
+
+    Raises:
+        ValueError: zero, negative or not an integer.
+    """
+    if budget is None:
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValueError(
+            f"{flag} {budget} must be a positive number of bytes, e.g. {flag} 8000000000 for 8 GB"
+        )
+    return budget
+
+
+def check_workers(worker: Any, of: Any) -> None:
+    """``0 <= worker < of`` (``curvsketch measure --worker i --of n``).
+
+    Raises:
+        ValueError: ``--of`` below 1 or ``--worker`` outside ``[0, --of)``.
+    """
+    if isinstance(of, bool) or not isinstance(of, int) or of < 1:
+        raise ValueError(f"--of {of} must be >= 1 (the number of measure processes)")
+    if isinstance(worker, bool) or not isinstance(worker, int) or not 0 <= worker < of:
+        raise ValueError(
+            f"--worker {worker} must be in [0, --of = {of}): workers are numbered 0 to {of - 1}"
+        )
