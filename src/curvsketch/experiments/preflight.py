@@ -208,7 +208,7 @@ def _check_model_on_data(
         )
 
 
-def _check_counts(config: StudyConfig, facts: DataFacts) -> None:
+def _check_counts(config: StudyConfig, facts: DataFacts, training: bool = True) -> None:
     d = config.data
     for split in config.hessian.splits:
         available, source = facts.per_class[split]
@@ -219,7 +219,7 @@ def _check_counts(config: StudyConfig, facts: DataFacts) -> None:
                 f"data.hessian_per_class to at most {available}"
             )
     size, batch = facts.train_size, config.train.batch_size
-    if size is not None and batch > size:
+    if training and size is not None and batch > size:
         raise ConfigError(
             f"train.batch_size = {batch} exceeds the {size} training samples of data.name = "
             f"{toml(d.name)}; lower train.batch_size to at most {size}"
@@ -301,8 +301,9 @@ def check_study(
         config: a validated study configuration.
         model: the study's model, if already built (left in its training mode).
         inputs: some inputs of the real data (the first one is used), if loaded.
-        analysis: also check the ``[analysis]`` sizes (``curvsketch run``); ``False`` for
-            commands that only measure (``curvsketch measure``).
+        analysis: also check the ``[analysis]`` sizes and the training batch size
+            (``curvsketch run``); ``False`` for commands that only measure
+            (``curvsketch measure``).
 
     Returns:
         D, the number of trainable parameters.
@@ -311,7 +312,7 @@ def check_study(
         ConfigError: the first problem, naming the key and the fix.
     """
     facts = data_facts(config.data)
-    _check_counts(config, facts)
+    _check_counts(config, facts, training=analysis)
     if model is None:
         m = config.model
         try:
