@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
+import re
+
 import pytest
 import torch
 
 from curvsketch.operators.protocol import LinearOperator
-from curvsketch.sketch import EighResult, SvdResult, seigh, ssvd
+from curvsketch.sketch import EighResult, ResultFileError, SvdResult, seigh, ssvd
 
 D = 120
 
@@ -90,7 +93,7 @@ def test_save_load_round_trip(result, tmp_path):
 
 def test_load_rejects_other_files(tmp_path):
     torch.save({"type": "SvdResult", "version": 1}, tmp_path / "x.pt")
-    with pytest.raises(ValueError, match="does not hold a EighResult"):
+    with pytest.raises(ValueError, match=r"holds a 'SvdResult', not an EighResult.*SvdResult.load"):
         EighResult.load(tmp_path / "x.pt")
     torch.save({"type": "EighResult", "version": 99}, tmp_path / "y.pt")
     with pytest.raises(ValueError, match="format version 99"):
@@ -141,3 +144,67 @@ def test_svd_result_rows_top_operator_and_round_trip(svd_result, tmp_path):
     assert torch.equal(back.left_basis, res.left_basis)
     assert (back.noise, back.seed, back.outer, back.inner) == (res.noise, res.seed, 8, 16)
     assert "SvdResult(k=8, shape=(50, 30)" in repr(res)
+
+
+def _bad_files(tmp_path, result):
+    """(file, what the message must say) for every kind of bad file."""
+    good = tmp_path / "good.pt"
+    result.save(good)
+    data = good.read_bytes()
+    files = {
+        "text.pt": (b"not a torch file\n", "is not a torch file"),
+        "empty.pt": (b"", "is empty"),
+        "truncated.pt": (data[: len(data) // 2], "is not a torch file, or is truncated"),
+        "pickle.pt": (pickle.dumps({"a": 1}, protocol=4), None),
+    }
+    out = []
+    for name, (content, match) in files.items():
+        (tmp_path / name).write_bytes(content)
+        out.append((tmp_path / name, match))
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "state_dict.pt")
+    out.append((tmp_path / "state_dict.pt", r"holds a dict with keys \['weights'\], not an"))
+    torch.save([1, 2], tmp_path / "list.pt")
+    out.append((tmp_path / "list.pt", "holds a list, not an EighResult"))
+    payload = torch.load(good, weights_only=True)
+    del payload["tensors"]["Q"]
+    torch.save(payload, tmp_path / "no_q.pt")
+    out.append((tmp_path / "no_q.pt", "damaged EighResult file: missing Q"))
+    payload = torch.load(good, weights_only=True)
+    del payload["meta"]
+    torch.save(payload, tmp_path / "no_meta.pt")
+    out.append((tmp_path / "no_meta.pt", "damaged EighResult file: missing meta"))
+    payload = torch.load(good, weights_only=True)
+    payload["tensors"]["eigenvalues"] = payload["tensors"]["eigenvalues"][:3]
+    torch.save(payload, tmp_path / "inconsistent.pt")
+    out.append((tmp_path / "inconsistent.pt", "damaged EighResult file: .*do not give 3 columns"))
+    return out
+
+
+def test_load_of_a_bad_file_names_the_file_and_the_problem(tmp_path, result):
+    # Before: torch's own errors ("invalid load key", "failed finding central directory",
+    # KeyError 'tensors', TypeError from the constructor), one advising weights_only=False.
+    for path, match in _bad_files(tmp_path, result):
+        with pytest.raises(ResultFileError) as info:
+            EighResult.load(path)
+        message = str(info.value)
+        assert message.startswith(f"{path}: "), message
+        assert "weights_only" not in message and "\n" not in message
+        if match is not None:
+            assert re.search(match, message), message
+    with pytest.raises(FileNotFoundError, match=r"missing.pt: no such file"):
+        EighResult.load(tmp_path / "missing.pt")
+    with pytest.raises(ResultFileError, match="is a directory"):
+        EighResult.load(tmp_path)
+    assert EighResult.load(tmp_path / "good.pt").eigenvalues.shape == result.eigenvalues.shape
+
+
+def test_orthonormality_error_from_the_factors(result):
+    dense = result.eigenvectors
+    want = float((dense.T @ dense - torch.eye(len(result), dtype=dense.dtype)).abs().max())
+    assert result.orthonormality_error() == pytest.approx(want, abs=1e-14)
+    assert result.orthonormality_error() < 1e-12
+    top = result.top(5)
+    assert "_gram" in top.__dict__  # the cached QᵀQ is shared, not recomputed
+    assert top.orthonormality_error(3) <= 1e-12
+    bad = EighResult(result.eigenvalues, 2 * result.Q, result.V)
+    assert bad.orthonormality_error() == pytest.approx(3.0, abs=1e-10)

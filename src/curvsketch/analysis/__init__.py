@@ -9,7 +9,7 @@ Masks are 1-D LongTensors of distinct indices into ``range(D)``; they are accept
 either side of every metric without building a dense D×k matrix.
 """
 
-from curvsketch.analysis.angles import MaskOrBasis, principal_angles
+from curvsketch.analysis.angles import MaskOrBasis, check_basis, principal_angles
 from curvsketch.analysis.chance import (
     chance_overlap,
     chance_overlap_std,
@@ -88,6 +88,7 @@ __all__ = [
     "best_overlap_curve",
     "chance_overlap",
     "chance_overlap_std",
+    "check_basis",
     "diag_h2",
     "distance_maxima",
     "expected_mask_metrics",

@@ -32,9 +32,10 @@ from curvsketch.analysis.rows import (
     basis_shape,
     default_block_rows,
     gather_rows,
+    leading_columns,
 )
 
-__all__ = ["MaskOrBasis", "principal_angles"]
+__all__ = ["MaskOrBasis", "check_basis", "principal_angles"]
 
 MaskOrBasis = torch.Tensor | BasisLike
 
@@ -85,9 +86,8 @@ def _dtype(ops: list[Operand]) -> torch.dtype:
     for op in ops:
         if op.kind == "mask":
             continue
-        if isinstance(op.value, torch.Tensor):
-            d = op.value.dtype
-        else:
+        d = getattr(op.value, "dtype", None)
+        if not isinstance(d, torch.dtype):
             d = gather_rows(op.value, torch.zeros(1, dtype=torch.long)).dtype
         dtype = d if dtype is None else torch.promote_types(dtype, d)
     return torch.float64 if dtype is None else dtype
@@ -137,20 +137,86 @@ def gram(X: Operand, Y: Operand, block_rows: int | None, dtype: torch.dtype) -> 
     return out
 
 
-def check_orthonormal(op: Operand, atol: float | None, block_rows: int | None) -> None:
-    """Raise if ``‖XᵀX − I‖_max > atol`` (Gram in float64; factored: one streamed pass)."""
+#: The fix suggested by :func:`check_orthonormal` for the subspace metrics.
+_FIX_SPAN = (
+    "Pass orthonormalize=True to orthonormalise it by QR (only its span matters), or raise "
+    "atol, or pass check=False"
+)
+
+
+def check_orthonormal(
+    op: Operand, atol: float | None, block_rows: int | None, fix: str = _FIX_SPAN
+) -> None:
+    """Raise if ``‖XᵀX − I‖_max > atol`` (Gram in float64; factored: one streamed pass).
+
+    A factored basis with a method ``orthonormality_error(k) -> float | None`` (e.g.
+    :class:`curvsketch.sketch.EighResult`, from its factors and cached) is asked for
+    ``max |XᵀX − I|`` of its first ``k`` columns instead of being streamed; ``None`` means
+    "cannot tell", and the rows are streamed. ``fix`` ends the message.
+    """
     if op.kind == "mask":
         return
     dtype = _dtype([op])
     tol = math.sqrt(torch.finfo(dtype).eps) if atol is None else float(atol)
-    G = gram(op, op, block_rows or default_block_rows(op.k), torch.float64)
-    err = float((G - torch.eye(op.k, dtype=G.dtype, device=G.device)).abs().max())
-    if not err <= tol:
+    if not (isinstance(tol, float) and tol >= 0.0):
+        raise ValueError(f"'atol' must be a non-negative number, got {atol!r}")
+    hook = getattr(op.value, "orthonormality_error", None) if op.kind == "factored" else None
+    err = hook(op.k) if callable(hook) else None
+    if err is None:
+        if basis_shape(op.value, op.name)[1] != op.k:
+            op = Operand(op.kind, leading_columns(op.value, op.k), op.k, op.D, op.name)
+        G = gram(op, op, block_rows or default_block_rows(op.k), torch.float64)
+        err = float((G - torch.eye(op.k, dtype=G.dtype, device=G.device)).abs().max())
+    if not float(err) <= tol:
         raise ValueError(
-            f"'{op.name}' is not orthonormal: max |{op.name}ᵀ{op.name} − I| = {err:.3g} > "
-            f"atol = {tol:.3g}. Pass orthonormalize=True to orthonormalise it by QR (only "
-            f"its span matters), or raise atol, or pass check=False"
+            f"'{op.name}' is not orthonormal: max |{op.name}ᵀ{op.name} − I| = "
+            f"{float(err):.3g} > atol = {tol:.3g}. {fix}"
         )
+
+
+def check_basis(
+    U: BasisLike,
+    name: str = "U",
+    *,
+    n_cols: int | None = None,
+    atol: float | None = None,
+    block_rows: int | None = None,
+    fix: str = _FIX_SPAN,
+) -> None:
+    """Raise ``ValueError`` unless the first ``n_cols`` columns of ``U`` are orthonormal.
+
+    The check of :func:`principal_angles` (``‖UᵀU − I‖_max ≤ atol``, Gram in float64),
+    restricted to the columns a metric reads. A dense basis costs one ``D·n²`` product. A
+    factored one (``.shape``/``.rows``) that offers ``orthonormality_error(n)`` (as
+    :class:`curvsketch.sketch.EighResult` does: ``Vᵀ(QᵀQ)V`` from its factors, ``QᵀQ`` computed
+    once per result and cached) is asked, reading no rows; any other is streamed once over
+    its rows in blocks of about 64 MiB (never ``D × n`` at once), on its leading ``n``
+    columns only. To check a generic factored basis once and reuse it, call this and pass
+    ``check=False`` to the metrics.
+
+    Args:
+        U: ``(D, o)`` tensor or factored basis.
+        name: argument name for the message.
+        n_cols: leading columns to check (default all ``o``).
+        atol: tolerance (default ``sqrt(eps)`` of the dtype).
+        block_rows: rows per streamed block.
+        fix: the advice that ends the message.
+    """
+    D, o = basis_shape(U, name)
+    n = o if n_cols is None else int(n_cols)
+    if not 1 <= n <= o:
+        raise ValueError(f"'n_cols' must be in [1, {o}] (the columns of '{name}'), got {n_cols}")
+    if n > D:
+        raise ValueError(
+            f"'{name}' has {n} columns but only D = {D} rows: at most D columns can be orthonormal"
+        )
+    hook = getattr(U, "orthonormality_error", None)
+    if n < o and not (not isinstance(U, torch.Tensor) and callable(hook)):
+        top = getattr(U, "top", None)
+        U = top(n) if not isinstance(U, torch.Tensor) and callable(top) else leading_columns(U, n)
+    kind = "dense" if isinstance(U, torch.Tensor) else "factored"
+    label = name if n == o else f"{name}[:, :{n}]"
+    check_orthonormal(Operand(kind, U, n, D, label), atol, block_rows, fix)
 
 
 class _RightSolved:

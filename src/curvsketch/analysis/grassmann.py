@@ -16,8 +16,10 @@ overlap        mean cos² θ_i = ‖AᵀB‖_F² / k     [0, 1] (similarity)
 ============== ================================ =================
 
 Every distance ``d`` also comes as the normalised similarity ``<key>_sim = 1 − d/max``
-(1 = identical spans, 0 = maximally apart). ``k`` is the number of principal angles,
-``min(p, q)`` for bases of p and q columns.
+(1 = identical spans, 0 = maximally apart). ``k`` is the number of principal angles.
+:func:`grassmann_metrics` requires ``p = q`` columns (or an explicit ``k=`` /
+``allow_unequal=True``); :func:`overlap` and :func:`principal_angles` accept ``p ≠ q`` and use
+``min(p, q)``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ import math
 
 import torch
 
-from curvsketch.analysis.angles import MaskOrBasis, cross_matrix, prepare_pair, principal_angles
+from curvsketch.analysis.angles import (
+    MaskOrBasis,
+    classify,
+    cross_matrix,
+    prepare_pair,
+    principal_angles,
+)
+from curvsketch.analysis.rows import leading_columns
 
 __all__ = [
     "DISTANCE_KEYS",
@@ -117,10 +126,36 @@ def metrics_from_angles(theta: torch.Tensor) -> dict[str, float]:
     return out
 
 
+def _dimension(X: MaskOrBasis, name: str) -> int:
+    """Columns of a basis or entries of a mask (validated later by the metrics)."""
+    return classify(X, name).k
+
+
+def _leading(X: MaskOrBasis, name: str, k: int) -> MaskOrBasis:
+    """The first ``k`` columns of a basis; a mask must already have ``k`` indices."""
+    op = classify(X, name)
+    if op.kind == "mask":
+        if op.k != k:
+            raise ValueError(
+                f"k={k} but the mask '{name}' has {op.k} indices: a mask is not truncated "
+                f"(its order need not be a ranking); pass a mask of k indices, e.g. "
+                f"magnitude_mask(theta, {k})"
+            )
+        return X
+    if op.k == k:
+        return X
+    top = getattr(X, "top", None)
+    if op.kind == "factored" and callable(top):
+        return top(k)  # e.g. an EighResult: keeps its factored form
+    return leading_columns(X, k, name)
+
+
 def grassmann_metrics(
     A: MaskOrBasis,
     B: MaskOrBasis,
     *,
+    k: int | None = None,
+    allow_unequal: bool = False,
     check: bool = True,
     orthonormalize: bool = False,
     atol: float | None = None,
@@ -128,10 +163,20 @@ def grassmann_metrics(
 ) -> dict[str, float]:
     """The metrics of Fernandez et al. (TMLR 2025, §2) between two bases and/or masks.
 
+    The metrics compare two points of one Grassmannian Gr(k, D): subspaces of equal
+    dimension, e.g. a k-mask and the top-k eigenvectors. Arguments of different dimensions
+    (a k-mask against a 300-column result) are refused unless ``k`` says which columns to
+    use or ``allow_unequal=True`` asks for the ``min(p, q)`` principal angles explicitly.
+
     Args:
         A: D×p orthonormal basis (tensor or factored ``.shape``/``.rows`` object) or a mask
             (1-D LongTensor of distinct indices; no dense D×k matrix is built).
         B: Same forms as ``A``.
+        k: Compare the first ``k`` columns of each basis (the top-k eigenvectors of a
+            result sorted by ``|λ|``); a mask must have exactly ``k`` indices.
+        allow_unequal: With ``p ≠ q`` and no ``k``: compare the p- and q-dimensional
+            subspaces through their ``min(p, q)`` principal angles (the maxima of the
+            distances are then those of Gr(min(p, q), D)).
         check: Verify orthonormality of the bases (see :func:`principal_angles`).
         orthonormalize: Orthonormalise the bases by QR instead.
         atol: Orthonormality tolerance (default ``sqrt(eps)`` of the dtype).
@@ -142,9 +187,32 @@ def grassmann_metrics(
         ``projection_2``, ``projection_f``, ``fubini_study``, ``overlap`` and
         ``geodesic_sim``, ``chordal_2_sim``, ``chordal_f_sim``, ``projection_2_sim``,
         ``projection_f_sim``, ``fubini_study_sim`` (each ``1 − d/max``); see
-        :data:`METRIC_KEYS`. With ``p ≠ q`` the ``min(p, q)`` angles are used and
-        ``overlap = ‖AᵀB‖_F² / min(p, q)``.
+        :data:`METRIC_KEYS`. With ``allow_unequal`` and ``p ≠ q`` the ``min(p, q)`` angles
+        are used and ``overlap = ‖AᵀB‖_F² / min(p, q)``.
+
+    Raises:
+        ValueError: ``p ≠ q`` without ``k`` or ``allow_unequal`` (the message names both
+            dimensions), a bad ``k``, or the errors of :func:`principal_angles`.
     """
+    if not isinstance(allow_unequal, bool):
+        raise ValueError(f"'allow_unequal' must be True or False, got {allow_unequal!r}")
+    p, q = _dimension(A, "A"), _dimension(B, "B")
+    if k is not None:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(p, q):
+            raise ValueError(
+                f"'k' must be an int in [1, {min(p, q)}] (A has {p} and B {q} columns or "
+                f"indices), got {k!r}"
+            )
+        A, B = _leading(A, "A", k), _leading(B, "B", k)
+    elif p != q and not allow_unequal:
+        small, large = ("A", "B") if p < q else ("B", "A")
+        raise ValueError(
+            f"grassmann_metrics compares subspaces of equal dimension, but A spans {p} and B "
+            f"{q} dimensions: pass k={min(p, q)} to compare {small} with the first "
+            f"{min(p, q)} columns of {large} (e.g. the top-{min(p, q)} eigenvectors), or "
+            f"allow_unequal=True to compare the {p}- and {q}-dimensional subspaces through "
+            f"their {min(p, q)} principal angles"
+        )
     theta = principal_angles(
         A, B, check=check, orthonormalize=orthonormalize, atol=atol, block_rows=block_rows
     )

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import torch
 
+from curvsketch.analysis.angles import check_basis
 from curvsketch.analysis.masks import (
     ParamsLike,
     flatten_params,
@@ -53,6 +54,22 @@ __all__ = [
 ]
 
 
+#: What to do about a non-orthonormal ``U`` (the overlap is then no fraction: it can exceed 1).
+_FIX = (
+    "The overlap of a mask with a non-orthonormal basis is not a fraction (it can exceed 1): "
+    "pass orthonormal eigenvectors in the columns, ordered by |λ| (e.g. "
+    "torch.linalg.qr(U).Q, which keeps the span of every leading block), raise atol, or pass "
+    "check=False"
+)
+
+
+def _check_U(U: BasisLike, n_cols: int, check: bool, atol: float | None) -> None:
+    if not isinstance(check, bool):
+        raise ValueError(f"'check' must be True or False, got {check!r}")
+    if check:
+        check_basis(U, "U", n_cols=n_cols, atol=atol, fix=_FIX)
+
+
 class RandomOverlapCurve(NamedTuple):
     """Overlap curve of random masks: per-k mean and sample std over draws."""
 
@@ -70,19 +87,29 @@ def _resolve_o(U: BasisLike, o: int | None) -> tuple[int, int]:
     return D, o
 
 
-def mask_overlap(indices: torch.Tensor, U: BasisLike) -> float:
+def mask_overlap(
+    indices: torch.Tensor, U: BasisLike, *, check: bool = True, atol: float | None = None
+) -> float:
     """Overlap of a k-mask with the top-k eigenspace, from row norms.
 
     ``(1/k) Σ_{i∈S} ‖U[i, :k]‖²`` with k = ``len(indices)`` (Fernandez et al., TMLR 2025,
-    §2). Reads only the k rows in the mask.
+    §2). Reads only the k rows in the mask (plus the orthonormality check).
 
     Args:
         indices: 1-D LongTensor of k distinct indices into ``range(D)``.
         U: ``(D, o)`` orthonormal eigenvectors, columns by ``|λ|`` descending, ``o ≥ k``;
             dense or factored.
+        check: verify that ``U[:, :k]`` is orthonormal, as :func:`overlap` does
+            (:func:`~curvsketch.analysis.angles.check_basis`: one streamed pass over the
+            rows of a factored ``U``); ``False`` skips it for a basis checked before.
+        atol: orthonormality tolerance (default ``sqrt(eps)`` of the dtype).
 
     Returns:
         The overlap, a float in [0, 1].
+
+    Raises:
+        ValueError: a bad mask, ``k > o``, or a non-orthonormal ``U`` (the value would not
+            be a fraction).
     """
     D, o = basis_shape(U, "U")
     idx = validate_mask(indices, "indices", D)
@@ -92,6 +119,7 @@ def mask_overlap(indices: torch.Tensor, U: BasisLike) -> float:
             f"the mask has k = {k} indices but U has only o = {o} columns: the top-k "
             f"eigenspace needs o ≥ k; pass more eigenvectors or a smaller mask"
         )
+    _check_U(U, k, check, atol)
     rows = gather_rows(U, idx)[:, :k].to(torch.float64)
     return float(rows.square().sum()) / k
 
@@ -116,12 +144,16 @@ def leading_block_curve(G: torch.Tensor) -> torch.Tensor:
     return (torch.cumsum(increments, 0) / ks).cpu()
 
 
-def ordered_overlap_curve(order: torch.Tensor, U: BasisLike) -> torch.Tensor:
+def ordered_overlap_curve(
+    order: torch.Tensor, U: BasisLike, *, check: bool = True, atol: float | None = None
+) -> torch.Tensor:
     """Overlap curve of nested masks: ``c[k−1]`` for mask = ``order[:k]`` vs ``U[:, :k]``.
 
     Args:
         order: 1-D LongTensor of n distinct row indices, ranked (best first).
-        U: ``(D, o)`` eigenvectors with ``o ≥ n``, dense or factored.
+        U: ``(D, o)`` orthonormal eigenvectors with ``o ≥ n``, dense or factored.
+        check: verify that ``U[:, :n]`` is orthonormal (as in :func:`mask_overlap`).
+        atol: orthonormality tolerance (default ``sqrt(eps)`` of the dtype).
 
     Returns:
         Float64 tensor of length n; gathers the n rows once, then O(n²) work.
@@ -131,10 +163,18 @@ def ordered_overlap_curve(order: torch.Tensor, U: BasisLike) -> torch.Tensor:
     n = order.numel()
     if n > o:
         raise ValueError(f"'order' has {n} indices but U has only {o} columns; need n ≤ o")
+    _check_U(U, n, check, atol)
     return leading_block_curve(gather_rows(U, order)[:, :n])
 
 
-def score_overlap_curve(scores: torch.Tensor, U: BasisLike, o: int | None = None) -> torch.Tensor:
+def score_overlap_curve(
+    scores: torch.Tensor,
+    U: BasisLike,
+    o: int | None = None,
+    *,
+    check: bool = True,
+    atol: float | None = None,
+) -> torch.Tensor:
     """Overlap curve of top-score masks vs top-k eigenspaces, for every k = 1..o.
 
     ``c[k−1]`` is the overlap between the mask of the k largest scores and ``U[:, :k]``.
@@ -145,19 +185,28 @@ def score_overlap_curve(scores: torch.Tensor, U: BasisLike, o: int | None = None
         scores: 1-D tensor of length D.
         U: ``(D, o_U)`` eigenvectors, columns by ``|λ|`` descending; dense or factored.
         o: Curve length (default: all columns of U).
+        check: verify that ``U[:, :o]`` is orthonormal (as in :func:`mask_overlap`).
+        atol: orthonormality tolerance (default ``sqrt(eps)`` of the dtype).
 
     Returns:
         Float64 tensor of length o. Cost: one top-o selection over D scores, one gather
-        of o rows, O(o²) arithmetic.
+        of o rows, O(o²) arithmetic (and the check: one pass over U's rows).
     """
     D, o = _resolve_o(U, o)
     if not isinstance(scores, torch.Tensor) or scores.ndim != 1 or scores.numel() != D:
         got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
         raise ValueError(f"'scores' must be a 1-D tensor of length D = {D} (rows of U), got {got}")
-    return ordered_overlap_curve(score_order(scores, o), U)
+    return ordered_overlap_curve(score_order(scores, o), U, check=check, atol=atol)
 
 
-def overlap_curve(theta: ParamsLike, U: BasisLike, o: int | None = None) -> torch.Tensor:
+def overlap_curve(
+    theta: ParamsLike,
+    U: BasisLike,
+    o: int | None = None,
+    *,
+    check: bool = True,
+    atol: float | None = None,
+) -> torch.Tensor:
     """Magnitude-mask overlap curve: ``c[k−1] = overlap(top-k |θ| mask, U[:, :k])``.
 
     The paper's main measurement (Fernandez et al., TMLR 2025, §2): for each k = 1..o,
@@ -168,15 +217,23 @@ def overlap_curve(theta: ParamsLike, U: BasisLike, o: int | None = None) -> torc
         theta: Parameters (a tensor, or a sequence of tensors flattened in order), D total.
         U: ``(D, o_U)`` eigenvectors, columns by ``|λ|`` descending; dense or factored.
         o: Curve length (default: all columns of U).
+        check: verify that ``U[:, :o]`` is orthonormal (as in :func:`mask_overlap`).
+        atol: orthonormality tolerance (default ``sqrt(eps)`` of the dtype).
 
     Returns:
         Float64 tensor of length o.
     """
-    return score_overlap_curve(flatten_params(theta).abs(), U, o)
+    return score_overlap_curve(flatten_params(theta).abs(), U, o, check=check, atol=atol)
 
 
 def random_overlap_draws(
-    U: BasisLike, n_draws: int = 10, seed: int = 0, o: int | None = None
+    U: BasisLike,
+    n_draws: int = 10,
+    seed: int = 0,
+    o: int | None = None,
+    *,
+    check: bool = True,
+    atol: float | None = None,
 ) -> torch.Tensor:
     """Overlap curves of uniformly random masks, one row per draw.
 
@@ -189,6 +246,8 @@ def random_overlap_draws(
         n_draws: Number of independent draws (≥ 1).
         seed: Random seed; equal seeds give equal curves.
         o: Curve length (default: all columns of U).
+        check: verify once that ``U[:, :o]`` is orthonormal (as in :func:`mask_overlap`).
+        atol: orthonormality tolerance (default ``sqrt(eps)`` of the dtype).
 
     Returns:
         Float64 tensor of shape ``(n_draws, o)``.
@@ -196,14 +255,20 @@ def random_overlap_draws(
     D, o = _resolve_o(U, o)
     if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
         raise ValueError(f"'n_draws' must be a positive int, got {n_draws!r}")
+    _check_U(U, o, check, atol)  # once, not once per draw
     gen = torch.Generator().manual_seed(int(seed))
-    return torch.stack(
-        [ordered_overlap_curve(torch.randperm(D, generator=gen)[:o], U) for _ in range(n_draws)]
-    )
+    perms = (torch.randperm(D, generator=gen)[:o] for _ in range(n_draws))
+    return torch.stack([ordered_overlap_curve(p, U, check=False) for p in perms])
 
 
 def random_overlap_curve(
-    U: BasisLike, n_draws: int = 10, seed: int = 0, o: int | None = None
+    U: BasisLike,
+    n_draws: int = 10,
+    seed: int = 0,
+    o: int | None = None,
+    *,
+    check: bool = True,
+    atol: float | None = None,
 ) -> RandomOverlapCurve:
     """Mean and std over draws of the random-mask overlap curve (the chance reference).
 
@@ -214,7 +279,7 @@ def random_overlap_curve(
         sample standard deviation (``n − 1``), zeros for a single draw. The exact std of
         one draw is :func:`~curvsketch.analysis.chance.random_mask_overlap_std`.
     """
-    curves = random_overlap_draws(U, n_draws, seed, o)
+    curves = random_overlap_draws(U, n_draws, seed, o, check=check, atol=atol)
     std = curves.std(0) if curves.shape[0] > 1 else torch.zeros_like(curves[0])
     return RandomOverlapCurve(curves.mean(0), std)
 

@@ -1,9 +1,11 @@
 """Sketched eigendecompositions and SVDs from operator products, with error estimates.
 
-* :func:`seigh` — symmetric eigendecomposition (single pass, HMT two-pass, Nyström);
+* :func:`seigh` — symmetric eigendecomposition (single pass, HMT two-pass, Nyström,
+  block Krylov), after a two-product symmetry check (:func:`check_symmetric`);
 * :func:`ssvd` — SVD of a rectangular operator;
 * :func:`aposteriori_error` — error of any approximation, with probability and scree
   bounds;
+* :func:`diagonal` — Hutchinson estimate of ``diag(A)`` with standard errors;
 * test operators addressable by ``(seed, index)``: :func:`make_noise`,
   :class:`GaussianNoise`, :class:`RademacherNoise`, :class:`SSRFTNoise`;
 * building blocks for a store layer: :func:`measure_block` and the ``recover_*``
@@ -19,6 +21,7 @@ from curvsketch.sketch.aposteriori import (
     error_probability_bounds,
     scree_bounds,
 )
+from curvsketch.sketch.diagonal import DiagonalEstimate, diagonal
 from curvsketch.sketch.lowrank import LowRankOperator
 from curvsketch.sketch.measure import NonFiniteMeasurementError, measure_block
 from curvsketch.sketch.noise import (
@@ -36,15 +39,23 @@ from curvsketch.sketch.recovery import (
     recover_singlepass,
     recover_svd,
 )
-from curvsketch.sketch.result import EighResult, SvdResult
+from curvsketch.sketch.result import EighResult, ResultFileError, SvdResult
 from curvsketch.sketch.seigh import RECOVERIES, seigh
 from curvsketch.sketch.ssrft import SSRFTNoise
 from curvsketch.sketch.ssvd import ssvd
 from curvsketch.sketch.stored import measure, recover
+from curvsketch.sketch.symmetry import (
+    SYMMETRY_PRODUCTS,
+    AsymmetricOperatorError,
+    check_symmetric,
+)
 
 __all__ = [
     "NOISE_KINDS",
     "RECOVERIES",
+    "SYMMETRY_PRODUCTS",
+    "AsymmetricOperatorError",
+    "DiagonalEstimate",
     "EighResult",
     "ErrorEstimate",
     "GaussianNoise",
@@ -53,10 +64,13 @@ __all__ = [
     "NoiseOperator",
     "NonFiniteMeasurementError",
     "RademacherNoise",
+    "ResultFileError",
     "SSRFTNoise",
     "SvdResult",
     "aposteriori_error",
+    "check_symmetric",
     "core_solve",
+    "diagonal",
     "error_probability_bounds",
     "make_noise",
     "measure",

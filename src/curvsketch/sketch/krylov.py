@@ -36,6 +36,7 @@ import torch
 
 from curvsketch.sketch.measure import apply_in_blocks, column_major
 from curvsketch.sketch.recovery import Factors, eigh_by_magnitude, stage_timer
+from curvsketch.sketch.residuals import norm_estimate, residual_floor
 
 __all__ = ["block_krylov"]
 
@@ -123,7 +124,11 @@ def block_krylov(
     Returns:
         :class:`Factors` ``(values, Q, W, θ, r)``: ``Q`` the ``(D, m)`` basis, ``W`` the
         ``(m, keep)`` Ritz coefficients, ``θ`` the Ritz values and ``r`` the residual norms
-        ``‖HQw − θQw‖``; ``values = sign(θ)·√(θ² + r²) = ±‖HQw‖`` as for ``"hmt"``
+        ``‖HQw − θQw‖`` plus the rounding floor ``(√D + m)·eps·‖H‖``
+        (:func:`curvsketch.sketch.residuals.residual_floor`: the free residual is exact only
+        in exact arithmetic; without the floor, intervals ``[θ − r, θ + r]`` of converged
+        pairs miss the eigenvalue by a few ``eps·‖H‖``); ``values = sign(θ)·√(θ² + r²) =
+        ±‖HQw‖`` (unfloored ``r``) as for ``"hmt"``
         (:func:`curvsketch.sketch.recovery.recover_hmt`), all sorted by ``|values|``.
     """
     dim, width = int(start.shape[0]), int(start.shape[1])
@@ -168,4 +173,8 @@ def block_krylov(
         sign = torch.where(theta < 0, -1.0, 1.0).to(theta.dtype)
         values = sign * torch.hypot(theta, residuals)
         order = torch.argsort(values.abs(), descending=True, stable=True)
-    return Factors(values[order], basis, rot[:, order], theta[order], residuals[order])
+        # The free residual sees only the exact three-term relation, not its rounding:
+        # floor it at the rounding level so that the intervals hold (see .residuals).
+        floor = residual_floor(norm_estimate(values), dim, total, dtype)
+        bounds = residuals + floor
+    return Factors(values[order], basis, rot[:, order], theta[order], bounds[order])

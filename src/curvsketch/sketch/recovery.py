@@ -20,6 +20,7 @@ from typing import NamedTuple
 import torch
 
 from curvsketch.sketch.noise import NoiseOperator
+from curvsketch.sketch.residuals import column_residual_norms, norm_estimate, residual_floor
 
 __all__ = [
     "PSD_TOLERANCE",
@@ -50,8 +51,9 @@ class IndefiniteOperatorError(ValueError):
 class Factors(NamedTuple):
     """A recovered decomposition ``basis @ rot`` with ``values`` (sorted).
 
-    ``ritz`` and ``residuals`` (two-pass recovery only): the Rayleigh–Ritz values and the
-    residual norms ``‖H x − θ x‖`` of the Ritz vectors, in the order of ``values``.
+    ``ritz`` and ``residuals`` (HMT and Krylov only): the Rayleigh–Ritz values and the
+    residual norms ``‖H x − θ x‖`` of the Ritz vectors plus the rounding floor of
+    :func:`curvsketch.sketch.residuals.residual_floor`, in the order of ``values``.
     """
 
     values: torch.Tensor
@@ -230,9 +232,15 @@ def recover_hmt(
       first-order effect: it needs Ritz vectors that are already accurate (errors of a few
       percent); where the sketch is too small for a flat spectrum, neither value is.
 
-    The returned ``values`` are ``sign(θᵢ)·√(θᵢ² + rᵢ²)``, re-sorted by magnitude; ``ritz``
-    and ``residuals`` keep ``θ`` and ``r`` (the Rayleigh–Ritz values give the best
-    approximation ``Q M Qᵀ`` of ``H`` in Frobenius norm, so low-rank operators use them).
+    The residual norms are formed as ``‖R wᵢ‖`` in row blocks, not from the Gram matrix
+    ``RᵀR`` (which can cancel to ``√eps·‖R‖`` when ``wᵢ`` combines large columns of ``R``
+    into a small ``R wᵢ``), and the returned ``residuals`` are ``rᵢ + (√D + o)·eps·‖H‖``, floored
+    at the rounding level of the products so that ``[θᵢ − rᵢ, θᵢ + rᵢ]`` holds an eigenvalue
+    (:mod:`curvsketch.sketch.residuals`).
+
+    The returned ``values`` are ``sign(θᵢ)·√(θᵢ² + rᵢ²)`` (unfloored ``rᵢ``), re-sorted by
+    magnitude; ``ritz`` and ``residuals`` keep ``θ`` and ``r`` (the Rayleigh–Ritz values give
+    the best approximation ``Q M Qᵀ`` of ``H`` in Frobenius norm, so low-rank operators use them).
     On the paper's MNIST setting the correction halves the top-10 and top-50 eigenvalue
     errors (``benchmarks/results/seigh_mnist_hmt20.md``).
 
@@ -242,7 +250,7 @@ def recover_hmt(
         timings: optional dict; adds ``core``, ``eigh`` and ``eigvec`` seconds.
 
     Returns:
-        :class:`Factors` ``(values sorted by |value|, Q, W, θ, r)``.
+        :class:`Factors` ``(values sorted by |value|, Q, W, θ, r + floor)``.
     """
     with stage_timer(timings, "core"):
         b = q.T @ hq
@@ -250,13 +258,14 @@ def recover_hmt(
     ritz, w = eigh_by_magnitude(b, timings)
     with stage_timer(timings, "core"):
         residual = hq.addmm_(q, b, alpha=-1)
-        gram = residual.T @ residual
+        norms = column_residual_norms(residual, w)
         del residual
-        norms = ((gram @ w) * w).sum(dim=0).clamp_min(0).sqrt()
         sign = torch.where(ritz < 0, -1.0, 1.0).to(ritz.dtype)
         values = sign * torch.hypot(ritz, norms)
         order = torch.argsort(values.abs(), descending=True, stable=True)
-    return Factors(values[order], q, w[:, order], ritz[order], norms[order])
+        floor = residual_floor(norm_estimate(values), q.shape[0], q.shape[1], q.dtype)
+        bounds = norms + floor
+    return Factors(values[order], q, w[:, order], ritz[order], bounds[order])
 
 
 def recover_nystrom(

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from curvsketch.sketch.lowrank import LowRankOperator
+from curvsketch.sketch.result_io import ResultFileError, build, save
 
-__all__ = ["EighResult", "SvdResult"]
+__all__ = ["EighResult", "ResultFileError", "SvdResult"]
 
-FORMAT_VERSION = 1
 Index = torch.Tensor | slice | list[int] | tuple[int, ...]
 
 
@@ -43,35 +43,6 @@ def _rows(basis: torch.Tensor, rot: torch.Tensor | None, index: Index) -> torch.
 def _check_top(k: int, available: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= available:
         raise ValueError(f"top(k): k must be an integer in [1, {available}], got {k!r}")
-
-
-def _save(obj: Any, kind: str, path: str | os.PathLike[str], tensors: list[str]) -> None:
-    meta = {
-        f.name: getattr(obj, f.name)
-        for f in fields(obj)
-        if f.name not in tensors and f.name != "timings"
-    }
-    payload = {
-        "type": kind,
-        "version": FORMAT_VERSION,
-        "tensors": {name: getattr(obj, name) for name in tensors},
-        "meta": meta,
-        "timings": dict(obj.timings),
-    }
-    torch.save(payload, os.fspath(path))
-
-
-def _load(kind: str, path: str | os.PathLike[str], map_location: Any) -> dict[str, Any]:
-    payload = torch.load(os.fspath(path), map_location=map_location, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("type") != kind:
-        found = payload.get("type") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{os.fspath(path)} does not hold a {kind} (found {found!r})")
-    if payload.get("version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{os.fspath(path)}: format version {payload.get('version')} is not supported "
-            f"(expected {FORMAT_VERSION})"
-        )
-    return {**payload["tensors"], **payload["meta"], "timings": dict(payload["timings"])}
 
 
 def _check_factor(name: str, basis: torch.Tensor, rot: torch.Tensor | None, k: int) -> None:
@@ -185,15 +156,21 @@ class EighResult:
         }
         if self.V is None:
             return replace(self, eigenvalues=self.eigenvalues[:k], Q=self.Q[:, :k], **extra)
-        return replace(self, eigenvalues=self.eigenvalues[:k], V=self.V[:, :k], **extra)
+        out = replace(self, eigenvalues=self.eigenvalues[:k], V=self.V[:, :k], **extra)
+        if "_gram" in self.__dict__:  # same Q: share the cached QᵀQ
+            out.__dict__["_gram"] = self.__dict__["_gram"]
+        return out
 
     def eigenvalue_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Guaranteed intervals ``[θ − r, θ + r]``, each holding an eigenvalue of ``H``.
 
         For a symmetric ``H`` and a unit vector ``u``, some eigenvalue lies within
         ``‖H u − θ u‖`` of the Rayleigh quotient ``θ = uᵀHu`` (Parlett, "The Symmetric
-        Eigenvalue Problem", ch. 4). Exact up to the rounding of the products; the
-        intervals of neighbouring pairs may hold the same eigenvalue.
+        Eigenvalue Problem", ch. 4). The residuals include a rounding floor
+        ``(√D + m)·eps·‖H‖`` (:mod:`curvsketch.sketch.residuals`), so the intervals hold for
+        operators whose products are accurate to that level (dense and float64 Hessian
+        products; float32 ones that lose more digits can still miss by their own error);
+        the intervals of neighbouring pairs may hold the same eigenvalue.
 
         Returns:
             ``(lower, upper)``, each ``(k,)``, in the order of :attr:`eigenvalues`.
@@ -209,6 +186,50 @@ class EighResult:
                 "error with curvsketch.aposteriori_error"
             )
         return self.ritz_values - self.residual_norms, self.ritz_values + self.residual_norms
+
+    def orthonormality_error(self, k: int | None = None) -> float | None:
+        """``max |UₖᵀUₖ − I|`` for the first ``k`` eigenvectors, from the factors.
+
+        ``UₖᵀUₖ = V[:, :k]ᵀ (QᵀQ) V[:, :k]``; the ``o × o`` Gram ``QᵀQ`` (one ``D·o²``
+        product, in float64) is computed on the first call and cached with the result (and
+        shared with :meth:`top`), so the analysis layer checks a result without reading its
+        rows again (:func:`curvsketch.analysis.angles.check_basis`).
+
+        Args:
+            k: leading eigenvectors (default all).
+
+        Returns:
+            The error as a float, or ``None`` when ``Q`` is not an in-memory tensor (an
+            out-of-core :class:`curvsketch.store.ZarrMatrix`): then stream its rows.
+        """
+        k = len(self) if k is None else int(k)
+        _check_top(k, len(self))
+        gram = self._q_gram()
+        if gram is None:
+            return None
+        if self.V is None:
+            g = gram[:k, :k]
+        else:
+            v = self.V[:, :k].to(device=gram.device, dtype=torch.float64)
+            g = v.T @ gram @ v
+        eye = torch.eye(k, dtype=g.dtype, device=g.device)
+        return float((g - eye).abs().max())
+
+    def _q_gram(self) -> torch.Tensor | None:
+        if not isinstance(self.Q, torch.Tensor):
+            return None
+        version = (self.Q.data_ptr(), self.Q._version, tuple(self.Q.shape))
+        cached = self.__dict__.get("_gram")
+        if cached is None or cached[0] != version:
+            o = int(self.Q.shape[1])
+            gram = torch.zeros((o, o), dtype=torch.float64, device=self.Q.device)
+            step = max(1, 2**22 // max(o, 1))  # float64 blocks of ~32 MiB
+            for start in range(0, int(self.Q.shape[0]), step):
+                block = self.Q[start : start + step].to(torch.float64)
+                gram.addmm_(block.T, block)
+            cached = (version, gram)
+            self.__dict__["_gram"] = cached  # a cache, not a field: frozen stays frozen
+        return cached[1]
 
     def materialize(self) -> EighResult:
         """A result whose ``Q`` holds the eigenvectors (``V = None``); times ``eigvec``."""
@@ -234,12 +255,19 @@ class EighResult:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write to ``path`` with ``torch.save`` (plain tensors and a dict)."""
-        _save(self, "EighResult", path, ["eigenvalues", "Q", "V", "ritz_values", "residual_norms"])
+        save(self, "EighResult", path, ["eigenvalues", "Q", "V", "ritz_values", "residual_norms"])
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], map_location: Any = "cpu") -> EighResult:
-        """Read a result written by :meth:`save` (``torch.load(..., weights_only=True)``)."""
-        return cls(**_load("EighResult", path, map_location))
+        """Read a result written by :meth:`save` (``torch.load(..., weights_only=True)``).
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ResultFileError: (a ``ValueError``) the file is not an ``EighResult`` written by
+                :meth:`save` (not a torch file, truncated, another object, missing or
+                inconsistent fields); the message names the file and the problem.
+        """
+        return build(cls, path, map_location)
 
     def __repr__(self) -> str:
         head = ", ".join(f"{v:.4g}" for v in self.eigenvalues[:3].tolist())
@@ -337,12 +365,12 @@ class SvdResult:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write to ``path`` with ``torch.save`` (plain tensors and a dict)."""
         names = ["singular_values", "left_basis", "left_rot", "right_basis", "right_rot"]
-        _save(self, "SvdResult", path, names)
+        save(self, "SvdResult", path, names)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], map_location: Any = "cpu") -> SvdResult:
         """Read a result written by :meth:`save` (``torch.load(..., weights_only=True)``)."""
-        return cls(**_load("SvdResult", path, map_location))
+        return build(cls, path, map_location)
 
     def __repr__(self) -> str:
         m, n = self.op_shape

@@ -46,6 +46,7 @@ from curvsketch.sketch.passes import (
     single_pass,
 )
 from curvsketch.sketch.result import EighResult
+from curvsketch.sketch.symmetry import SYMMETRY_PRODUCTS, check_symmetric
 from curvsketch.sketch.validate import (
     check_block_size,
     check_count,
@@ -60,6 +61,7 @@ __all__ = [
     "STREAM_OMEGA",
     "STREAM_PHI",
     "STREAM_PSI",
+    "SYMMETRY_PRODUCTS",
     "measure_outer",
     "measure_singlepass",
     "seigh",
@@ -157,6 +159,8 @@ def seigh(
     progress: bool = True,
     store: Any = None,
     memory_budget: int | None = None,
+    check_symmetry: bool = True,
+    symmetry_rtol: float | None = None,
 ) -> EighResult | None:
     """Sketched eigendecomposition of a symmetric operator ``H`` seen only through ``H @ X``.
 
@@ -199,20 +203,42 @@ def seigh(
         memory_budget: bytes (with a store path): when the ``D × o`` outer sketch is larger,
             QR, core and eigenvectors run out of core and the result's ``Q`` is a
             :class:`curvsketch.store.ZarrMatrix` of the eigenvectors on disk.
+        check_symmetry: before sketching, compare ``uᵀHv`` with ``vᵀHu`` for two fixed
+            test vectors (:func:`curvsketch.sketch.symmetry.check_symmetric`: one call on a
+            ``(D, 2)`` block, :data:`SYMMETRY_PRODUCTS` products, not counted in
+            ``num_products``) and refuse a non-symmetric operator. ``False`` skips it.
+        symmetry_rtol: tolerance of that check on the relative asymmetry
+            ``|uᵀHv − vᵀHu| / (‖u‖‖Hv‖ + ‖v‖‖Hu‖)``; default ``√eps + √D·eps`` of the dtype.
 
     Returns:
         :class:`EighResult`, eigenpairs sorted by ``|λ|`` descending, eigenvectors factored
         as ``Q @ V``. Products spent: ``inner`` (singlepass), ``outer + inner`` (tropp),
         ``outer·(2 + power_iters)`` (hmt), ``outer`` (nystrom), ``inner`` rounded up to
-        whole blocks (krylov). ``"hmt"`` and ``"krylov"`` results also carry
-        ``ritz_values`` and ``residual_norms`` (:meth:`EighResult.eigenvalue_bounds`).
+        whole blocks (krylov); ``num_products`` counts these (the sketch), not the
+        :data:`SYMMETRY_PRODUCTS` of the symmetry check. ``"hmt"`` and ``"krylov"`` results
+        also carry ``ritz_values`` and ``residual_norms``
+        (:meth:`EighResult.eigenvalue_bounds`).
 
     Raises:
+        AsymmetricOperatorError: (a ``ValueError``) the operator is not symmetric.
         ValueError: bad sizes or names, non-square operator, dtype/device mismatch,
             non-finite measurements (the error names the block), or an indefinite
             operator with ``recovery="nystrom"``.
     """
     op = check_operator(op, "seigh")
+    if len(op.shape) != 2 or op.shape[0] != op.shape[1]:
+        raise ValueError(
+            f"seigh needs a square symmetric operator, got shape {tuple(op.shape)}; use "
+            "curvsketch.sketch.ssvd for rectangular operators"
+        )
+    if not isinstance(check_symmetry, bool):
+        raise ValueError(f"check_symmetry must be True or False, got {check_symmetry!r}")
+
+    def guard() -> None:
+        if check_symmetry:
+            width = check_block_size(block_size, SYMMETRY_PRODUCTS)
+            check_symmetric(op, "seigh", rtol=symmetry_rtol, block_size=width)
+
     if store is not None or memory_budget is not None:
         return _seigh_stored(
             op,
@@ -228,11 +254,7 @@ def seigh(
             progress,
             store,
             memory_budget,
-        )
-    if op.shape[0] != op.shape[1]:
-        raise ValueError(
-            f"seigh needs a square symmetric operator, got shape {tuple(op.shape)}; use "
-            "curvsketch.sketch.ssvd for rectangular operators"
+            guard,
         )
     if recovery not in RECOVERIES:
         raise ValueError(f"recovery={recovery!r} is not one of {', '.join(RECOVERIES)}")
@@ -253,6 +275,7 @@ def seigh(
             "nystrom": outer,
         }[recovery]
         block = check_block_size(block_size, num_products)
+    guard()  # arguments are valid: spend the two products of the symmetry check
 
     timings: dict[str, float] = {}
     desc = f"seigh[{recovery}] products"
@@ -301,8 +324,13 @@ def _seigh_stored(
     progress: bool,
     store: Any,
     memory_budget: int | None,
+    guard: Any,
 ) -> EighResult | None:
-    """``seigh(..., store=...)``: measure the missing blocks into the store, then recover."""
+    """``seigh(..., store=...)``: measure the missing blocks into the store, then recover.
+
+    ``guard()`` runs the symmetry check of :func:`seigh` before any product of the store
+    (the store's own checks of sizes and identity run inside :func:`.stored.measure`).
+    """
     from curvsketch.sketch.stored import distributed_worker, measure, recover
 
     if store is None:
@@ -317,6 +345,7 @@ def _seigh_stored(
             "'tropp', 'hmt' and 'nystrom' (they measure in memory)"
         )
     resolve_dtype_device(op, dtype, device, "seigh")
+    guard()
     timings: dict[str, float] = {}
     st = measure(
         op,
