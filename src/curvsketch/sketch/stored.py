@@ -10,6 +10,16 @@ Alg. 2 (after Tropp, Yurtsever, Udell, Cevher 2019): block ``b`` holds products
 Equal settings give bitwise-equal blocks, so a resumed or distributed run equals an
 uninterrupted one.
 
+What a store refuses to mix: the run identity (:class:`curvsketch.store.RunIdentity`)
+holds the sizes, seeds and layout, hashes and descriptions of the operator, and the digest
+of one probe product ``H v`` (:mod:`curvsketch.store.probe`). :func:`measure` compares
+every field but the probe before any product, then measures its first missing block,
+then the probe (one extra product per call, so that an ``engine="auto"`` operator picks
+its engine on a real block), and compares the probe before committing anything: a store
+of another operator costs at most one block of products and is left untouched. Before
+recovering, :func:`recover` checks that every done block's chunks exist with their size
+and are finite (:mod:`curvsketch.store.integrity`) and names any damaged block.
+
 Under ``torchrun``: when ``torch.distributed`` is initialised and no worker is given,
 the rank and world size split the blocks, all ranks meet at ``dist.barrier()`` after
 measuring, and only rank 0 recovers (:func:`seigh` returns ``None`` on the other ranks).
@@ -29,7 +39,19 @@ from curvsketch.sketch.noise import STREAM_PHI, STREAM_PSI, make_noise
 from curvsketch.sketch.recovery import recover_singlepass, stage_timer
 from curvsketch.sketch.result import EighResult
 from curvsketch.sketch.validate import check_block_size, check_noise, check_operator, check_seed
-from curvsketch.store import MeasurementStore, RunIdentity, ZarrStore, fingerprint, open_store
+from curvsketch.store import (
+    DamagedBlocksError,
+    MeasurementStore,
+    RunIdentity,
+    ZarrStore,
+    check_chunks,
+    check_finite,
+    fingerprint,
+    open_store,
+)
+from curvsketch.store.identity import needs_probe
+from curvsketch.store.integrity import nonfinite_blocks
+from curvsketch.store.probe import probe_digest
 
 __all__ = ["distributed_worker", "measure", "recover", "run_identity"]
 
@@ -38,9 +60,22 @@ MAX_PENDING = 2
 
 
 def run_identity(
-    op: Any, outer: int, inner: int | None, *, noise: str, seed: int, block_size: int | None
+    op: Any,
+    outer: int,
+    inner: int | None,
+    *,
+    noise: str,
+    seed: int,
+    block_size: int | None,
+    probe: bool = True,
 ) -> RunIdentity:
-    """The :class:`RunIdentity` of a single-pass run (sizes validated as in ``seigh``)."""
+    """The :class:`RunIdentity` of a single-pass run (sizes validated as in ``seigh``).
+
+    Args:
+        op, outer, inner, noise, seed, block_size: as in :func:`measure`.
+        probe: compute the probe product (one product of ``op``) into the identity;
+            ``False`` leaves it out (:meth:`RunIdentity.with_probe` adds it later).
+    """
     from curvsketch.sketch.seigh import _check_sizes
 
     op = check_operator(op, "measure")
@@ -49,7 +84,7 @@ def run_identity(
     outer, inner, _ = _check_sizes(int(op.shape[0]), outer, inner, "singlepass", 0)
     assert inner is not None
     return RunIdentity(
-        operator=fingerprint(op),
+        operator=fingerprint(op, probe=probe),
         recovery="singlepass",
         noise=check_noise(noise),
         seed=check_seed(seed),
@@ -166,36 +201,53 @@ def measure(
         progress: report blocks done / total on stderr, reused blocks included.
         timings: optional dict; adds ``measure`` seconds.
 
+    Products: those of the missing blocks of this worker, plus one probe product ``H v``
+    for the run identity (skipped for a dense operator whose matrix is hashed whole). An
+    operator that counts its products (``op.num_products``) shows the probe; the
+    :class:`EighResult` of :func:`recover` counts the sketch's ``s`` products only.
+
     Returns:
         The bound store. Under ``torch.distributed`` every rank has passed a barrier, so
         the store is complete on return.
 
     Raises:
-        StoreMismatchError: the store holds another run.
+        StoreMismatchError: the store holds another run (every differing field named;
+            nothing is written to it).
     """
-    identity = run_identity(op, outer, inner, noise=noise, seed=seed, block_size=block_size)
+    base = run_identity(
+        op, outer, inner, noise=noise, seed=seed, block_size=block_size, probe=False
+    )
     worker, num_workers, under_dist = distributed_worker(worker, num_workers)
     st = open_store(store)
-    st.bind(identity)
-    dim, s = identity.dim, identity.inner
-    psi = make_noise(identity.noise, s, dim, identity.seed, STREAM_PSI)
-    phi = make_noise(identity.noise, s, dim, identity.seed, STREAM_PHI)
-    mine = list(range(worker, identity.num_blocks, num_workers))
+    st.check_compatible(base)  # every field but the probe, before any product
+    dim, s = base.dim, base.inner
+    psi = make_noise(base.noise, s, dim, base.seed, STREAM_PSI)
+    phi = make_noise(base.noise, s, dim, base.seed, STREAM_PHI)
+    mine = list(range(worker, base.num_blocks, num_workers))
     done = st.done_blocks()
     todo = [b for b in mine if b not in done]
     who = f" (worker {worker}/{num_workers})" if num_workers > 1 else ""
     desc = f"seigh[singlepass] blocks{who}"
+
+    def block(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i0, i1 = base.block_range(b)
+        y, z = measure_block(op, psi, i0, i1, inner=phi, dtype=op.dtype, device=op.device)
+        assert z is not None
+        return y, z
+
     with (
         stage_timer(timings, "measure"),
         Progress(len(mine), desc, enabled=progress, unit="blocks") as bar,
     ):
+        first = block(todo[0]) if todo else None
+        identity = base.with_probe(probe_digest(op)) if needs_probe(base.operator) else base
+        st.bind(identity)  # creates the store, or compares the probe too: refused unwritten
         bar.update(len(mine) - len(todo))
         writer = _Writer(st, bar)
         try:
-            for b in todo:
-                i0, i1 = identity.block_range(b)
-                y, z = measure_block(op, psi, i0, i1, inner=phi, dtype=op.dtype, device=op.device)
-                assert z is not None
+            for b in todo:  # the first was measured above
+                y, z = first if first is not None else block(b)
+                first = None
                 writer.submit(b, y, z)
         finally:
             writer.close()
@@ -216,6 +268,14 @@ def _bound(store: Any) -> MeasurementStore:
             )
         st.bind(st.stored_identity())
     return st
+
+
+def _raise_if_damaged(st: MeasurementStore, err: BaseException | None) -> None:
+    """After a failed out-of-core recovery: raise :class:`DamagedBlocksError` if a done
+    block's ``Y`` columns are not finite (one more pass over ``Y``)."""
+    problems = nonfinite_blocks(st, st.done_blocks())
+    if problems:
+        raise DamagedBlocksError(st, problems) from err
 
 
 def recover(
@@ -239,8 +299,16 @@ def recover(
         device: where the in-memory recovery runs.
         timings: optional dict; adds ``qr``, ``core``, ``eigh`` and ``eigvec`` seconds.
 
+    Before recovering, every done block is checked (:mod:`curvsketch.store.integrity`):
+    its chunk files exist with their size (one ``stat`` per chunk) and its entries are
+    finite — in memory on the arrays the recovery reads anyway; out of core ``Z`` up
+    front and ``Y`` only if the recovery fails or gives non-finite eigenvalues (so a
+    sound store is read once, a damaged one once more to name the blocks).
+
     Raises:
         ValueError: blocks are missing (the message says how many and how to finish).
+        DamagedBlocksError: a done block's data are missing, truncated or not finite (the
+            message names each block, its products and how to measure it again).
     """
     st = _bound(store)
     ident = st.identity
@@ -265,13 +333,29 @@ def recover(
             )
         from curvsketch.sketch.outofcore import recover_singlepass_out_of_core
 
-        values, vectors = recover_singlepass_out_of_core(
-            st, phi, psi, memory_budget=memory_budget, block_size=block, timings=timings
-        )
+        check_chunks(st)
+        check_finite(st, read_y=False)  # Z (s × s); Y is checked only if the result is bad
+        try:
+            values, vectors = recover_singlepass_out_of_core(
+                st, phi, psi, memory_budget=memory_budget, block_size=block, timings=timings
+            )
+        except Exception as err:
+            _raise_if_damaged(st, err)
+            raise
+        if not bool(torch.isfinite(values).all()):
+            _raise_if_damaged(st, None)
+            raise FloatingPointError(
+                f"recover: the out-of-core recovery from {st.location} gave non-finite "
+                "eigenvalues although every block is finite; recover in memory (a larger "
+                "memory_budget) to compare"
+            )
         basis, rot = vectors, None
     else:
-        y = torch.from_numpy(st.read_y()).to(device)
-        z = torch.from_numpy(st.read_z()).to(device)
+        check_chunks(st)
+        y_np, z_np = st.read_y(), st.read_z()
+        check_finite(st, y=y_np, z=z_np)
+        y = torch.from_numpy(y_np).to(device)
+        z = torch.from_numpy(z_np).to(device)
         factors = recover_singlepass(y, z, phi, psi, block_size=block, timings=timings)
         values, basis, rot = factors.values, factors.basis, factors.rot
     for stage in ("measure", "qr", "core", "eigh", "eigvec"):

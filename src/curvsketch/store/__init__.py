@@ -2,7 +2,12 @@
 
 * :class:`MemoryStore` — in memory;
 * :class:`ZarrStore` — a chunked Zarr v3 group on local disk, blocks committed atomically;
-* :class:`RunIdentity` and :func:`fingerprint` — what a store refuses to mix;
+* :class:`RunIdentity` and :func:`fingerprint` — what a store refuses to mix (hashes,
+  model and loss descriptions, a probe product: :mod:`.identity`, :mod:`.describe`,
+  :mod:`.probe`);
+* :func:`check_blocks` (:func:`check_chunks`, :func:`check_finite`) and
+  :class:`DamagedBlocksError` — done blocks whose data are
+  missing, truncated or not finite (:mod:`.integrity`);
 * :class:`ZarrMatrix` — a read-only, tensor-like view of a 2-D Zarr array (results whose
   basis stays on disk);
 * :func:`open_store` — a store from a path, a store, or ``None``.
@@ -18,17 +23,22 @@ from typing import Any
 
 from curvsketch.store.base import MeasurementStore
 from curvsketch.store.identity import RunIdentity, StoreMismatchError, fingerprint
+from curvsketch.store.integrity import DamagedBlocksError, check_blocks, check_chunks, check_finite
 from curvsketch.store.matrix import ZarrMatrix
 from curvsketch.store.memory import MemoryStore
 from curvsketch.store.zarr_store import ZarrStore
 
 __all__ = [
+    "DamagedBlocksError",
     "MeasurementStore",
     "MemoryStore",
     "RunIdentity",
     "StoreMismatchError",
     "ZarrMatrix",
     "ZarrStore",
+    "check_blocks",
+    "check_chunks",
+    "check_finite",
     "fingerprint",
     "open_store",
 ]

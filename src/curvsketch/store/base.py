@@ -6,7 +6,9 @@ outer sketch ``Y = [y_0 … y_{o−1}]`` (``D × o``) and the inner sketch ``Z =
 y_{s−1}]`` (``s × s``). Products are grouped in blocks ``[b·B, min((b+1)·B, s))``; block
 ``b`` owns columns ``[b·B, min((b+1)·B, o))`` of ``Y`` (possibly none) and the same
 columns of ``Z``. A block is *committed* atomically: its data first, then its "done" mark,
-so after a crash a block is complete or absent, never half counted.
+so after a crash a block is complete or absent, never half counted. A done block whose
+data were damaged afterwards is found by :func:`curvsketch.store.integrity.check_blocks`
+and measured again after :meth:`MeasurementStore.unmark_blocks`.
 """
 
 from __future__ import annotations
@@ -60,9 +62,47 @@ class MeasurementStore(ABC):
     def bind(self, identity: RunIdentity) -> None:
         """Create the store for ``identity``, or check that it already holds that run."""
 
+    def peek_identity(self) -> RunIdentity | None:
+        """The identity the store already holds (without binding), or ``None`` if none."""
+        return self._identity
+
+    def check_compatible(self, identity: RunIdentity) -> None:
+        """Refuse ``identity`` early if the store holds another run, comparing every field
+        but the probe digest (which needs a product; :meth:`bind` compares it).
+
+        Raises:
+            StoreMismatchError: a field differs (all differing fields are named).
+        """
+        stored = self.peek_identity()
+        if stored is not None:
+            identity.check_matches(stored, self.location, probe=False)
+
     @abstractmethod
     def done_blocks(self) -> set[int]:
-        """Indices of the committed blocks."""
+        """Indices of the committed blocks (empty for a store not created yet)."""
+
+    @abstractmethod
+    def _unmark(self, block: int) -> None:
+        """Remove the done mark of ``block`` (no error if it has none)."""
+
+    def unmark_blocks(self, blocks: Any) -> None:
+        """Mark ``blocks`` not done, so that the next ``measure`` measures them again.
+
+        Args:
+            blocks: block indices (e.g. :attr:`DamagedBlocksError.blocks
+                <curvsketch.store.integrity.DamagedBlocksError.blocks>`).
+        """
+        for b in sorted({int(b) for b in blocks}):
+            self.identity.block_range(b)  # IndexError names the valid range
+            self._unmark(b)
+
+    def unmark_hint(self, blocks: list[int]) -> str:
+        """How a user marks ``blocks`` not done, for error messages."""
+        return f"call store.unmark_blocks({blocks}) on this store"
+
+    def chunk_problems(self, blocks: Any) -> dict[int, list[str]]:
+        """Done blocks whose stored chunks are missing or of the wrong size (none in memory)."""
+        return {}
 
     @abstractmethod
     def _write(self, block: int, y: np.ndarray | None, z: np.ndarray) -> None:

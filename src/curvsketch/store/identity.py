@@ -4,18 +4,27 @@ A measurement store may only ever hold blocks of *one* run: the same operator, t
 operators (noise kind and seed), sizes and block layout. Mixing blocks of two runs would
 give a sketch that belongs to neither, silently. :class:`RunIdentity` is written into a
 store when it is created and compared field by field whenever the store is reopened.
+
+The operator's part (:func:`fingerprint`) holds hashes of what can be hashed (weights,
+buffers, data, a dense matrix), descriptions of the model and the loss
+(:mod:`.describe`), and the digest of one probe product ``H v``
+(:mod:`.probe`), which sees what the others cannot (an activation called as a function,
+a loss's closure). The probe is compared to rounding, everything else exactly.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["RunIdentity", "StoreMismatchError", "fingerprint"]
+from curvsketch.store.describe import describe_callable, describe_model, short_hash
+from curvsketch.store.probe import probe_differences, probe_digest
+
+__all__ = ["RunIdentity", "StoreMismatchError", "fingerprint", "needs_probe"]
 
 #: Dense matrices up to this many entries are hashed whole; larger ones only by shape.
 MAX_HASHED_ELEMENTS = 50_000_000
@@ -50,29 +59,72 @@ def _hash_data(op: Any) -> str | None:
     return h.hexdigest()[:32]
 
 
-def fingerprint(op: Any) -> dict[str, Any]:
+def _describe_operator(op: Any, out: dict[str, Any]) -> None:
+    """Fill the model, loss and settings fields of a curvature operator's fingerprint."""
+    model = getattr(op, "model", None)
+    if isinstance(model, torch.nn.Module):
+        out["model"] = describe_model(model)
+        buffers = list(model.named_buffers())
+        if buffers:
+            h = hashlib.sha256()
+            for name, b in buffers:
+                h.update(name.encode())
+                _hash_tensor(h, b)
+            out["buffers"] = h.hexdigest()[:32]
+    loss = getattr(op, "loss_fn", None)
+    if callable(loss):
+        out["loss"] = describe_callable(loss)
+    names = getattr(op, "param_names", None)
+    if isinstance(names, list | tuple) and names:
+        out["param_names"] = short_hash("\n".join(map(str, names)))
+    samples = getattr(op, "samples", None)
+    reduction = getattr(samples, "reduction", None)
+    if isinstance(reduction, str):
+        out["reduction"] = reduction
+    for holder in (op, samples):
+        terms = getattr(holder, "num_loss_terms", None)
+        if callable(terms):
+            out["loss_terms"] = describe_callable(terms)
+
+
+def fingerprint(op: Any, *, probe: bool = True) -> dict[str, Any]:
     """A JSON-serialisable fingerprint of an operator: what makes its products what they are.
 
-    Always ``dim`` and ``dtype``; ``params`` is a SHA-256 of ``op.parameter_vector()``
-    (curvature operators: the network weights), ``data`` one of ``op.samples`` (inputs,
-    targets and micro-batch weights), ``matrix`` one of ``op.matrix`` (dense operators up
-    to :data:`MAX_HASHED_ELEMENTS` entries). Fields the operator cannot provide are
-    ``None``: two such operators of equal ``dim`` and ``dtype`` are indistinguishable, so a
-    store path must then not be shared between different operators.
+    Always ``dim``, ``dtype`` and ``kind`` (the operator's class). ``params`` is a SHA-256
+    of ``op.parameter_vector()`` (curvature operators: the network weights), ``buffers``
+    one of the model's buffers (e.g. batch-norm statistics), ``data`` one of
+    ``op.samples`` (inputs, targets and micro-batch weights), ``matrix`` one of
+    ``op.matrix`` (dense operators up to :data:`MAX_HASHED_ELEMENTS` entries). ``model``
+    is ``repr(op.model)``, ``loss`` a description of ``op.loss_fn`` (:mod:`.describe`),
+    ``reduction`` the samples' reduction, ``param_names`` a hash of the differentiated
+    parameters' names, ``loss_terms`` a description of a ``num_loss_terms`` callable.
+    ``probe`` is the digest of one product ``H v`` (:func:`.probe.probe_digest`,
+    compared to rounding): computed unless ``matrix`` is hashed (the hash already fixes
+    every product) or ``probe=False``. Fields the operator cannot provide are ``None``.
 
     Args:
-        op: an operator (``.shape``, ``.dtype``).
+        op: an operator (``.shape``, ``.dtype``, ``@``).
+        probe: compute the probe product (one product of ``op``); ``False`` leaves
+            ``probe`` ``None`` (to be filled by :meth:`RunIdentity.with_probe`).
 
     Returns:
-        ``{"dim", "dtype", "kind", "params", "data", "matrix"}``.
+        ``{"dim", "dtype", "kind", "params", "buffers", "data", "matrix", "model",
+        "loss", "reduction", "param_names", "loss_terms", "probe"}``.
     """
     out: dict[str, Any] = {
         "dim": int(op.shape[0]),
         "dtype": str(op.dtype).replace("torch.", ""),
         "kind": type(op).__name__,
         "params": None,
+        "buffers": None,
         "data": None,
         "matrix": None,
+        "model": None,
+        "loss": None,
+        "reduction": None,
+        "param_names": None,
+        "loss_terms": None,
+        "probe": None,
     }
     if callable(getattr(op, "parameter_vector", None)):
         h = hashlib.sha256()
@@ -88,7 +140,15 @@ def fingerprint(op: Any) -> dict[str, Any]:
         h = hashlib.sha256()
         _hash_tensor(h, matrix)
         out["matrix"] = h.hexdigest()[:32]
+    _describe_operator(op, out)
+    if probe and needs_probe(out):
+        out["probe"] = probe_digest(op)
     return out
+
+
+def needs_probe(fp: dict[str, Any]) -> bool:
+    """Whether a fingerprint needs the probe product (no hash of the whole matrix)."""
+    return fp.get("matrix") is None
 
 
 @dataclass(frozen=True)
@@ -148,35 +208,71 @@ class RunIdentity:
             raise ValueError(f"run identity: unknown fields {sorted(unknown)}")
         return cls(**{k: d[k] for k in names})
 
-    def differences(self, other: RunIdentity) -> list[str]:
-        """Human-readable ``field: this != other`` lines (operator fields flattened)."""
+    def with_probe(self, digest: dict[str, Any] | None) -> RunIdentity:
+        """This identity with the operator's ``probe`` digest set."""
+        return replace(self, operator={**self.operator, "probe": digest})
+
+    def differences(self, other: RunIdentity, *, probe: bool = True) -> list[str]:
+        """Human-readable ``field: other (store) != this (this run)`` lines.
+
+        Operator fields are flattened (``operator.model``); the probe digest is compared
+        to rounding (:func:`.probe.probe_differences`), the rest exactly; long texts show
+        their first differing line.
+
+        Args:
+            other: the identity read from the store.
+            probe: compare the probe digests too.
+        """
         mine, theirs = _flatten(self.to_dict()), _flatten(other.to_dict())
-        return [
-            f"{k}: {theirs.get(k)!r} (store) != {mine.get(k)!r} (this run)"
+        mine_probe, their_probe = (
+            mine.pop("operator.probe", None),
+            theirs.pop("operator.probe", None),
+        )
+        out = [
+            f"{k}: {_show(theirs.get(k), mine.get(k))}"
             for k in sorted(set(mine) | set(theirs))
             if mine.get(k) != theirs.get(k)
         ]
+        why = probe_differences(their_probe, mine_probe) if probe else None
+        if why:
+            out.append(f"operator.probe: {why}")
+        return out
 
-    def check_matches(self, stored: RunIdentity, where: str) -> None:
+    def check_matches(self, stored: RunIdentity, where: str, *, probe: bool = True) -> None:
         """Raise :class:`StoreMismatchError` unless ``stored`` equals this identity.
 
         Args:
             stored: the identity read from the store.
             where: the store's location, for the message.
+            probe: compare the probe digests too (``False``: every other field only).
         """
-        diff = self.differences(stored)
+        diff = self.differences(stored, probe=probe)
         if diff:
             raise StoreMismatchError(
                 f"the measurement store {where} holds another run; differing fields: "
                 + "; ".join(diff)
+                + ("" if probe else " (the probe product H·v is compared once these agree)")
                 + ". Use another store path for this run, or delete the store to start over"
             )
+
+
+def _show(stored: Any, mine: Any) -> str:
+    """``stored (store) != mine (this run)``; multi-line texts by their first differing line."""
+    if isinstance(stored, str) and isinstance(mine, str) and ("\n" in stored + mine):
+        a, b = stored.splitlines(), mine.splitlines()
+        n = next(
+            (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+        )
+        la = a[n].strip() if n < len(a) else "<end>"
+        lb = b[n].strip() if n < len(b) else "<end>"
+        return f"line {n + 1}: {la!r} (store) != {lb!r} (this run)"
+    return f"{stored!r} (store) != {mine!r} (this run)"
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and k != "probe":
             out.update(_flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v

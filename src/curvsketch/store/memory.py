@@ -45,6 +45,9 @@ class MemoryStore(MeasurementStore):
     def _mark_done(self, block: int) -> None:
         self._done.add(block)
 
+    def _unmark(self, block: int) -> None:
+        self._done.discard(block)
+
     def read_y(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows ``[start, stop)`` of ``Y``."""
         assert self._y is not None
