@@ -126,7 +126,7 @@ def test_auto_engine_measures_and_chooses():
     X, y = classification_data()
     op = HessianOperator(model, F.cross_entropy, (X, y))
     assert op.engine == "auto"
-    op @ torch.randn(op.shape[1], 3, dtype=torch.float64)
+    op @ torch.randn(op.shape[1], 8, dtype=torch.float64)  # AUTO_MIN_BLOCK: a choice for good
     assert op.engine in HESSIAN_ENGINES
     assert set(op.engine_timings) == set(HESSIAN_ENGINES)
     assert op.engine_timings[op.engine] == min(op.engine_timings.values())
@@ -192,3 +192,51 @@ def test_cuda_products_match_cpu(dtype, kind):
     assert out.device.type == "cuda"
     tol = 1e-10 if dtype == torch.float64 else 1e-4
     assert rel(out.double().cpu(), ref) < tol
+
+
+def _full_gradient(model, loss_fn, X, y, params):
+    names = {id(p): n for n, p in model.named_parameters()}
+    fixed = [names[id(p)] for p in params]
+
+    def loss(*ps):
+        return loss_fn(
+            torch.func.functional_call(model, dict(zip(fixed, ps, strict=True)), (X,)), y
+        )
+
+    grads = torch.func.grad(loss, argnums=tuple(range(len(params))))(*[p.detach() for p in params])
+    return torch.cat([g.detach().reshape(-1) for g in grads])
+
+
+@pytest.mark.parametrize("kind", [HessianOperator, GGNOperator])
+def test_gradient_of_the_mean_loss_in_operator_order(kind):
+    model = tanh_mlp()
+    X, y = classification_data(n=37)
+    batches = [(X[:10], y[:10]), (X[10:11], y[10:11]), (X[11:], y[11:])]
+    op = kind(model, F.cross_entropy, batches, micro_batch_size=4)
+    expected = _full_gradient(model, F.cross_entropy, X, y, list(model.parameters()))
+    g = op.gradient()
+    assert g.shape == (op.shape[0],) and g.dtype == op.dtype
+    assert rel(g, expected) < 1e-12
+    sub = list(model[2].parameters())  # a subset: the gradient w.r.t. those, in that order
+    op_sub = kind(model, F.cross_entropy, (X, y), params=sub)
+    assert rel(op_sub.gradient(), _full_gradient(model, F.cross_entropy, X, y, sub)) < 1e-12
+
+
+def test_gradient_in_eval_mode_and_restores_training():
+    model = small_cnn()
+    X, y = classification_data(n=24, c=4, shape=(1, 8, 8))
+    model.train()
+    with pytest.warns(UserWarning, match="batch-norm"):
+        g = HessianOperator(model, F.cross_entropy, (X, y)).gradient()
+    assert model.training
+    model.eval()
+    assert rel(g, _full_gradient(model, F.cross_entropy, X, y, list(model.parameters()))) < 1e-12
+
+
+def test_sum_reduction_gradient():
+    model = tanh_mlp()
+    X, y = classification_data()
+    sum_loss = lambda o, t: F.cross_entropy(o, t, reduction="sum")  # noqa: E731
+    op = HessianOperator(model, sum_loss, [(X[:13], y[:13]), (X[13:], y[13:])], reduction="sum")
+    expected = _full_gradient(model, F.cross_entropy, X, y, list(model.parameters()))
+    assert rel(op.gradient(), expected) < 1e-12

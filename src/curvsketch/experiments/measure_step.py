@@ -29,7 +29,7 @@ from curvsketch.analysis import (
 )
 from curvsketch.experiments.config import StudyConfig
 from curvsketch.operators import GGNOperator, HessianOperator, dense_matrix
-from curvsketch.sketch import aposteriori_error, seigh
+from curvsketch.sketch import aposteriori_error, diagonal, seigh
 
 __all__ = ["StepAnalysis", "analyse_step", "curvature_operator", "exact_top_eigenpairs"]
 
@@ -110,37 +110,6 @@ def eigenvalue_error(exact: torch.Tensor, sketched: torch.Tensor) -> float:
     """
     dist = (exact[:, None] - sketched[None, :]).abs().min(dim=1).values
     return float((dist / exact.abs()).max())
-
-
-def _gradient(op: Any) -> torch.Tensor:
-    """Gradient of the operator's mean loss over its samples, flattened."""
-    model, params = op.model, op.params
-    was = model.training
-    model.eval()
-    try:
-        g = [torch.zeros_like(p) for p in params]
-        for mb in op.samples.iterate(op.device, op.dtype):
-            out = model(mb.inputs)
-            grads = torch.autograd.grad(op.loss_fn(out, mb.targets) * mb.weight, params)
-            for acc, gi in zip(g, grads, strict=True):
-                acc.add_(gi)
-    finally:
-        model.train(was)
-    return torch.cat([x.reshape(-1) for x in g])
-
-
-def _hutchinson_diag(op: Any, probes: int, seed: int, block: int = 32) -> torch.Tensor:
-    """Hutchinson estimate of diag(A): mean of z ⊙ (A z) over Rademacher z (Bekas et al. 2007)."""
-    D = op.shape[0]
-    gen = torch.Generator().manual_seed(seed)
-    acc = torch.zeros(D, dtype=op.dtype, device=op.device)
-    done = 0
-    while done < probes:
-        m = min(block, probes - done)
-        Z = (torch.randint(0, 2, (D, m), generator=gen) * 2 - 1).to(op.dtype).to(op.device)
-        acc += (Z * (op @ Z)).sum(dim=1)
-        done += m
-    return acc / probes
 
 
 def _at(curve: torch.Tensor, ks: list[int]) -> dict[str, float]:
@@ -232,10 +201,10 @@ def analyse_step(
         scores: dict[str, torch.Tensor] = {"magnitude": theta.abs()}
         t0 = time.perf_counter()
         if "gradient" in a.scores:
-            scores["gradient"] = _gradient(op).abs()
+            scores["gradient"] = op.gradient().abs()
         if "ggn_diag" in a.scores:
             ggn = GGNOperator(model, loss_fn, data, check_determinism=False)
-            scores["ggn_diag"] = _hutchinson_diag(ggn, a.ggn_diag_probes, s.seed)
+            scores["ggn_diag"] = diagonal(ggn, a.ggn_diag_probes, seed=s.seed, block_size=32).values
         timings["scores"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for kind, U in bases_by_kind.items():

@@ -1,5 +1,6 @@
 """Curvature operators: the linear-operator protocol, Hessian/GGN block products, references."""
 
+from curvsketch.operators.batches import DictBatches, dict_batches
 from curvsketch.operators.curvature import (
     CurvatureOperator,
     GGNOperator,
@@ -8,6 +9,8 @@ from curvsketch.operators.curvature import (
     engines_for,
 )
 from curvsketch.operators.dense import dense_ggn, dense_hessian, dense_matrix
+from curvsketch.operators.loss_terms import CountTargets, count_targets
+from curvsketch.operators.modes import BatchNormEvalWarning
 from curvsketch.operators.protocol import (
     DenseOperator,
     LinearOperator,
@@ -17,10 +20,15 @@ from curvsketch.operators.protocol import (
     check_block,
 )
 from curvsketch.operators.samples import MicroBatch, Samples
+from curvsketch.operators.selection import EngineError
 
 __all__ = [
+    "BatchNormEvalWarning",
+    "CountTargets",
     "CurvatureOperator",
     "DenseOperator",
+    "DictBatches",
+    "EngineError",
     "GGNOperator",
     "HessianOperator",
     "LinearOperator",
@@ -31,8 +39,10 @@ __all__ = [
     "ScipyOperator",
     "as_operator",
     "check_block",
+    "count_targets",
     "dense_ggn",
     "dense_hessian",
     "dense_matrix",
+    "dict_batches",
     "engines_for",
 ]

@@ -5,25 +5,37 @@
 times a block ``V`` of shape ``(D, m)``, computed matrix-free (Pearlmutter 1994) one data
 pass per block: every micro-batch serves all ``m`` vectors. ``GGNOperator`` does the same
 for ``G = Σ_n J_nᵀ ∇²_f loss J_n / N`` (Schraudolph 2002), which is PSD for convex losses.
+For per-target losses (token cross-entropy with padding) ``N`` counts loss terms, not
+samples (``num_loss_terms``). ``op.gradient()`` is the gradient of the same mean loss.
 
 Guards run before expensive work: data shape and emptiness, a scalar loss, trainable
 parameters, and on the first product a determinism probe (two products of one random
 vector must agree), so that dropout-like randomness, random augmentation or a loader that
-changes between passes fails loudly instead of silently corrupting a sketch.
+changes between passes fails loudly instead of silently corrupting a sketch. An engine
+that cannot run the model is named with the reason (:class:`EngineError`,
+``op.engine_errors``), and integer inputs meeting a float model say so.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
-from curvsketch.operators.engines import ENGINES, Problem
+from curvsketch.operators.engines import ENGINES, Problem, flatten_parts, input_dtype_error
+from curvsketch.operators.loss_terms import LossTermCounter
+from curvsketch.operators.modes import product_mode, warn_batch_norm
 from curvsketch.operators.protocol import LinearOperator
-from curvsketch.operators.samples import Samples
+from curvsketch.operators.samples import MicroBatch, Samples
+from curvsketch.operators.selection import (
+    AUTO_MIN_BLOCK,
+    ENGINE_FAILURES,
+    choose_engine,
+    engine_failure,
+)
 
 __all__ = ["CurvatureOperator", "GGNOperator", "HessianOperator", "NonDeterminismError"]
 
@@ -70,23 +82,29 @@ def _select_params(model: nn.Module, params: Iterable[torch.Tensor] | None) -> t
     return [n for n, _ in chosen], [p for _, p in chosen]
 
 
-#: At most this many vectors of the first block are used to time the engines (``"auto"``).
-AUTO_PROBE_VECTORS = 64
-
-
 class CurvatureOperator(LinearOperator):
     """Base class of the Hessian and GGN operators (symmetric, ``D × D``).
 
     Args:
         model: the network. Put it on the device and dtype you want products in.
         loss_fn: ``loss_fn(outputs, targets) -> scalar`` (mean over the batch by default).
-        data: an ``(X, y)`` pair, or a sequence / re-iterable loader of ``(inputs, targets)``.
+        data: an ``(inputs, targets)`` pair, or a sequence / re-iterable loader of pairs.
+            Inputs may be a tensor (``model(x)``), a tuple or list (``model(*x)``) or a dict
+            of tensors (``model(**x)``); see :mod:`curvsketch.operators.batches` and, for
+            Hugging-Face-style dict batches, :func:`~curvsketch.operators.dict_batches`.
         params: parameters to differentiate (default: all trainable parameters, in
             ``model.parameters()`` order); a subset gives a per-block curvature.
-        engine: ``"auto"`` (time the engines on the first block, keep the fastest), or one
+        engine: ``"auto"`` (time the engines on the first block of at least
+            ``AUTO_MIN_BLOCK`` = 8 vectors, keep the fastest; a smaller first block is
+            computed on a provisional choice), or one
             of ``engines`` (e.g. ``"graph"``, ``"vmap"``).
         micro_batch_size: split batches into pieces of this many samples (``None``: as given).
         reduction: ``"mean"`` (default) or ``"sum"``: how ``loss_fn`` reduces over a batch.
+        num_loss_terms: ``(inputs, targets) -> int``, how many loss terms a batch holds,
+            when ``loss_fn`` averages over something other than samples (token losses with
+            padding: :func:`~curvsketch.operators.count_targets`). Micro-batches are then
+            weighted by their share of the terms, so the operator is the curvature of the
+            mean over all terms of ``data`` however it is batched. ``None``: per-sample.
         check_determinism: run the determinism probe before the first product.
         determinism_rtol: relative tolerance of the probe (default: 1e-4 in float32,
             1e-9 in float64).
@@ -95,7 +113,13 @@ class CurvatureOperator(LinearOperator):
         shape, dtype, device: of the operator. ``num_params`` is ``D``.
         engine: the engine in use (after ``"auto"`` has chosen, the chosen one).
         num_products: vectors multiplied so far (probe included).
-        engine_timings: seconds per vector measured by ``"auto"`` for each engine.
+        engine_timings: seconds per vector measured by ``"auto"`` for each engine (``nan``
+            for an engine that failed).
+        engine_errors: for each engine that ``"auto"`` found unable to run the model, why.
+
+    Products run in eval mode, with the math kernel of ``scaled_dot_product_attention`` and
+    the fused transformer fast paths off (see :mod:`curvsketch.operators.modes`); models
+    with batch-norm get a one-time :class:`~curvsketch.operators.BatchNormEvalWarning`.
     """
 
     kind: str = "hessian"
@@ -110,6 +134,7 @@ class CurvatureOperator(LinearOperator):
         engine: str = "auto",
         micro_batch_size: int | None = None,
         reduction: str = "mean",
+        num_loss_terms: LossTermCounter | None = None,
         check_determinism: bool = True,
         determinism_rtol: float | None = None,
     ) -> None:
@@ -123,7 +148,12 @@ class CurvatureOperator(LinearOperator):
         names, plist = _select_params(model, params)
         self.model = model
         self.loss_fn = loss_fn
-        self.samples = Samples(data, micro_batch_size=micro_batch_size, reduction=reduction)
+        self.samples = Samples(
+            data,
+            micro_batch_size=micro_batch_size,
+            reduction=reduction,
+            num_loss_terms=num_loss_terms,
+        )
         self._problem = Problem(model, loss_fn, plist, names)
         self.param_names = names
         self.num_params = sum(p.numel() for p in plist)
@@ -132,8 +162,11 @@ class CurvatureOperator(LinearOperator):
         self.device = plist[0].device
         self.engine = engine
         self.engine_timings: dict[str, float] = {}
+        self.engine_errors: dict[str, str] = {}
         self.num_products = 0
         self._check = check_determinism
+        self._checked_forward = False
+        self._warned_batch_norm = False
         default_rtol = 1e-9 if self.dtype == torch.float64 else 1e-4
         self.determinism_rtol = default_rtol if determinism_rtol is None else determinism_rtol
 
@@ -146,58 +179,71 @@ class CurvatureOperator(LinearOperator):
         """The current parameter values, flattened in operator order, as a ``(D,)`` tensor."""
         return torch.cat([p.detach().reshape(-1) for p in self._problem.params])
 
+    # ------------------------------------------------------------------ helpers
+    def _notice(self, stacklevel: int) -> None:
+        """The one-time batch-norm notice (``stacklevel`` counts from the caller)."""
+        if not self._warned_batch_norm:
+            self._warned_batch_norm = True
+            warn_batch_norm(self.model, type(self).__name__, stacklevel=stacklevel + 1)
+
+    @contextmanager
+    def _mode(self) -> Iterator[None]:
+        """Product mode (eval, math attention, no fast paths), plus the one-time forward check."""
+        with product_mode(self.model):
+            if not self._checked_forward:
+                self._problem.check_forward(next(iter(self._micro_batches())))
+                self._checked_forward = True
+            yield
+
+    def _micro_batches(self) -> Iterator[MicroBatch]:
+        return self.samples.iterate(self.device, self.dtype)
+
+    def _engine_error(self, engine: str, mb: MicroBatch, V: torch.Tensor, err: Exception):
+        clear = input_dtype_error(err, mb.inputs, mb.where())
+        if clear is not None:
+            return clear
+        return engine_failure(ENGINES[self.kind], engine, self._problem, mb, V, err, self.kind)
+
+    @staticmethod
+    def _check_finite(part: torch.Tensor, mb: MicroBatch, what: str) -> None:
+        if not torch.isfinite(part).all():
+            raise FloatingPointError(
+                f"non-finite {what} at {mb.where()}; the loss or its derivatives "
+                "overflow there (check the inputs, the model's dtype and its parameters)"
+            )
+
     # ------------------------------------------------------------------ products
-    def _pass(self, V: torch.Tensor, engine: str) -> torch.Tensor:
-        """One data pass: Σ_mb weight · curvature(mb) · V, with ``V`` as ``(m, D)``."""
+    def _pass(
+        self, V: torch.Tensor, engine: str, first: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One data pass: Σ_mb weight · curvature(mb) · V, with ``V`` as ``(m, D)``.
+
+        ``first``: the (unweighted) product of the first micro-batch, already computed.
+        """
         fn = ENGINES[self.kind][engine]
         out = torch.zeros_like(V)
-        for mb in self.samples.iterate(self.device, self.dtype):
-            part = fn(self._problem, mb, V)
-            if not torch.isfinite(part).all():
-                raise FloatingPointError(
-                    f"non-finite curvature product at {mb.where()}; the loss or its derivatives "
-                    "overflow there (check the inputs, the model's dtype and its parameters)"
-                )
+        for j, mb in enumerate(self._micro_batches()):
+            if j == 0 and first is not None:
+                part = first
+            else:
+                try:
+                    part = fn(self._problem, mb, V)
+                except ENGINE_FAILURES as err:
+                    raise self._engine_error(engine, mb, V, err) from err
+            self._check_finite(part, mb, "curvature product")
             out.add_(part, alpha=mb.weight)
         return out
 
-    def _with_eval(self, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return fn()
-        finally:
-            self.model.train(was_training)
-
-    def _choose_engine(self, V: torch.Tensor) -> None:
-        """Time each engine on the first micro-batch with the first block (up to
-        ``AUTO_PROBE_VECTORS`` of its vectors); keep the fastest.
-
-        The probe uses the caller's block size because the engines scale differently with
-        it: vmapped engines gain per vector on larger blocks, the graph engine does not, so
-        a probe of a few vectors can pick an engine that is slower on the real blocks.
-        """
-        mb = next(iter(self.samples.iterate(self.device, self.dtype)))
-        probe = V[: min(AUTO_PROBE_VECTORS, V.shape[0])]
-        best, best_t = None, float("inf")
-        for name, fn in ENGINES[self.kind].items():
-            try:
-                fn(self._problem, mb, probe[:4])  # warm-up (allocations, lazy init)
-                t0 = time.perf_counter()
-                fn(self._problem, mb, probe)
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                dt = (time.perf_counter() - t0) / probe.shape[0]
-            except (RuntimeError, NotImplementedError, TypeError) as err:  # engine unsupported here
-                self.engine_timings[name] = float("nan")
-                if name == "graph":
-                    raise err
-                continue
-            self.engine_timings[name] = dt
-            if dt < best_t:
-                best, best_t = name, dt
-        assert best is not None
-        self.engine = best
+    def _choose_engine(self, V: torch.Tensor) -> torch.Tensor:
+        """Pick the fastest engine on the first micro-batch (see
+        :mod:`curvsketch.operators.selection`); return that micro-batch's products."""
+        mb = next(iter(self._micro_batches()))
+        choice = choose_engine(ENGINES[self.kind], self._problem, mb, V)
+        self.engine = choice.engine
+        self.engine_timings = choice.timings
+        self.engine_errors = choice.errors
+        assert choice.part is not None
+        return choice.part
 
     def _probe_determinism(self) -> None:
         gen = torch.Generator(device="cpu").manual_seed(1234)
@@ -220,23 +266,52 @@ class CurvatureOperator(LinearOperator):
 
     def _matmat(self, x: torch.Tensor) -> torch.Tensor:
         V = x.T.contiguous()
-
-        def run() -> torch.Tensor:
-            if self.engine == "auto":
-                self._choose_engine(V)
+        self._notice(stacklevel=3)  # _matmat <- __matmul__ <- the user's `op @ x`
+        with self._mode():
+            choosing = self.engine == "auto"
+            first = self._choose_engine(V) if choosing else None
             if self._check:
                 self._probe_determinism()
                 self._check = False
-            return self._pass(V, self.engine)
-
-        out = self._with_eval(run)
+            out = self._pass(V, self.engine, first=first)
+            if choosing and V.shape[0] < AUTO_MIN_BLOCK:
+                # A choice on a few vectors (seigh's symmetry check, a store's probe)
+                # says little about the engines on real blocks: choose again on the next.
+                self.engine = "auto"
         self.num_products += V.shape[0]
         return out.T
 
+    def gradient(self) -> torch.Tensor:
+        """The gradient of the operator's mean loss, flattened in operator order.
+
+        Same samples, weights (``num_loss_terms`` included), parameters and mode (eval,
+        math attention) as the products: the ``g`` of a quadratic model
+        ``L(θ + d) ≈ L(θ) + gᵀd + ½ dᵀHd`` with ``H`` this operator.
+
+        Returns:
+            A ``(D,)`` tensor on the operator's device and dtype.
+
+        Raises:
+            FloatingPointError: a non-finite loss or gradient (naming the batch).
+        """
+        params = list(self._problem.params)
+        g = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
+        self._notice(stacklevel=2)
+        with self._mode():
+            for mb in self._micro_batches():
+                with torch.enable_grad():
+                    loss = self._problem.loss(self._problem.forward(mb), mb)
+                    parts = torch.autograd.grad(loss, params, allow_unused=True)
+                part = flatten_parts(parts, params)
+                self._check_finite(part, mb, "gradient")
+                g.add_(part, alpha=mb.weight)
+        return g
+
     def __repr__(self) -> str:
+        failed = f", engine_errors={sorted(self.engine_errors)}" if self.engine_errors else ""
         return (
             f"{type(self).__name__}(D={self.num_params}, samples={self.samples.num_samples}, "
-            f"engine={self.engine!r}, dtype={self.dtype}, device={self.device})"
+            f"engine={self.engine!r}{failed}, dtype={self.dtype}, device={self.device})"
         )
 
 

@@ -25,9 +25,44 @@ from typing import Any
 import torch
 from torch import nn
 
+from curvsketch.operators.batches import call_model, model_arguments, tensor_leaves
 from curvsketch.operators.samples import MicroBatch
 
-__all__ = ["ENGINES", "Problem", "engine_names"]
+__all__ = ["ENGINES", "Problem", "engine_names", "flatten_parts", "input_dtype_error"]
+
+
+def input_dtype_error(err: BaseException, inputs: Any, where: str) -> TypeError | None:
+    """A clear error for inputs whose dtype the model cannot take, else ``None``.
+
+    Integer tensors are passed to the model unchanged (embedding layers take token ids)
+    and floating ones are cast to the model's dtype, so a float model meeting integer
+    inputs, or an embedding meeting floating token ids, raises a bare torch dtype error.
+    """
+    if not isinstance(err, RuntimeError):
+        return None
+    msg = str(err)
+    first = msg.splitlines()[0] if msg else type(err).__name__
+    leaves = list(tensor_leaves(inputs))
+    ints = [
+        f"inputs{p} ({t.dtype})"
+        for p, t in leaves
+        if not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+    ]
+    floats = [f"inputs{p} ({t.dtype})" for p, t in leaves if t.is_floating_point()]
+    if floats and "indices" in msg and "scalar type" in msg:
+        return TypeError(
+            f"data: the model takes integer indices (e.g. token ids for an embedding) but the "
+            f"inputs of {where} are floating: {', '.join(floats[:4])}: {first}. Pass the ids "
+            "as an integer tensor, e.g. ids.long()"
+        )
+    if not ints or not any(w in msg for w in ("dtype", "type", "Long", "Int")):
+        return None
+    return TypeError(
+        f"data: the model failed on the integer inputs of {where}: {', '.join(ints[:4])}: "
+        f"{first}. Integer tensors are passed to the model unchanged (for embedding layers "
+        "that take token ids); if the model expects real-valued inputs, convert them in "
+        "data, e.g. X.to(torch.float64) (the model's dtype)"
+    )
 
 
 @dataclass
@@ -58,9 +93,14 @@ class Problem:
             offset += n
         return out
 
-    def loss(self, outputs: Any, mb: MicroBatch, check_finite: bool = True) -> torch.Tensor:
-        """The micro-batch loss, checked to be a scalar (and finite, outside transforms)."""
-        loss = self.loss_fn(outputs, mb.targets)
+    def loss(
+        self, outputs: Any, mb: MicroBatch, check_finite: bool = True, targets: Any = None
+    ) -> torch.Tensor:
+        """The micro-batch loss, checked to be a scalar (and finite, outside transforms).
+
+        ``targets`` replaces ``mb.targets`` (the vmap engines pass them as dual tensors).
+        """
+        loss = self.loss_fn(outputs, mb.targets if targets is None else targets)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ValueError(
@@ -74,23 +114,48 @@ class Problem:
         return loss.reshape(())
 
     def forward(self, mb: MicroBatch) -> Any:
-        """Model outputs on a micro-batch (inputs unpacked when given as a tuple)."""
-        x = mb.inputs
-        return self.model(*x) if isinstance(x, tuple) else self.model(x)
+        """Model outputs on a micro-batch: ``model(x)``, ``model(*x)`` or ``model(**x)``."""
+        return call_model(self.model, mb.inputs)
+
+    def check_forward(self, mb: MicroBatch) -> None:
+        """A forward pass without gradients; integer-input dtype errors become clear ones."""
+        try:
+            with torch.no_grad():
+                self.forward(mb)
+        except RuntimeError as err:
+            clear = input_dtype_error(err, mb.inputs, mb.where())
+            if clear is not None:
+                raise clear from err
+            raise
 
     def functional(self, mb: MicroBatch) -> Callable[..., Any]:
         """``f(*params) -> outputs`` with the other parameters and buffers held fixed."""
         names = list(self.names)
+        args, kwargs = model_arguments(mb.inputs)
 
         def f(*ps: torch.Tensor) -> Any:
-            x = mb.inputs
-            args = x if isinstance(x, tuple) else (x,)
-            return torch.func.functional_call(self.model, dict(zip(names, ps, strict=True)), args)
+            return torch.func.functional_call(
+                self.model, dict(zip(names, ps, strict=True)), args, kwargs
+            )
 
         return f
 
 
-def _flat(parts: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor]) -> torch.Tensor:
+def _dual_targets(mb: MicroBatch) -> torch.Tensor | None:
+    """Floating targets, to be given a zero tangent in forward-mode products.
+
+    Without a tangent, forward-mode AD through ``F.mse_loss``'s backward writes into the
+    targets' implicit zero tangent and fails ("ZeroTensors are immutable"); a materialised
+    zero tangent computes the same product.
+    """
+    y = mb.targets
+    return y if isinstance(y, torch.Tensor) and y.is_floating_point() else None
+
+
+def flatten_parts(
+    parts: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """Concatenate per-parameter pieces into one flat vector (``None``: zeros)."""
     return torch.cat(
         [
             (torch.zeros_like(p) if g is None else g).reshape(-1)
@@ -124,7 +189,7 @@ def hessian_graph(problem: Problem, mb: MicroBatch, V: torch.Tensor) -> torch.Te
                 retain_graph=j < last,
                 allow_unused=True,
             )
-            out[j] = _flat(hv, params)
+            out[j] = flatten_parts(hv, params)
     return out
 
 
@@ -159,14 +224,19 @@ def hessian_vmap(problem: Problem, mb: MicroBatch, V: torch.Tensor) -> torch.Ten
     """Hessian block product by vmapped forward-over-reverse (``torch.func``)."""
     f = problem.functional(mb)
     primals = tuple(p.detach() for p in problem.params)
+    k = len(primals)
+    y = _dual_targets(mb)
 
-    def loss_of(*ps: torch.Tensor) -> torch.Tensor:
-        return problem.loss(f(*ps), mb, check_finite=False)
+    def loss_of(*args: torch.Tensor) -> torch.Tensor:
+        targets = args[k] if y is not None else None
+        return problem.loss(f(*args[:k]), mb, check_finite=False, targets=targets)
 
-    grad_fn = torch.func.grad(loss_of, argnums=tuple(range(len(primals))))
+    grad_fn = torch.func.grad(loss_of, argnums=tuple(range(k)))
+    extra_p = () if y is None else (y,)
+    extra_t = () if y is None else (torch.zeros_like(y),)
 
     def hvp(*tangents: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return torch.func.jvp(grad_fn, primals, tangents)[1]
+        return torch.func.jvp(grad_fn, primals + extra_p, tangents + extra_t)[1]
 
     out = torch.func.vmap(hvp)(*problem.split_batched(V))
     return _flat_batched(out, V.shape[0])
@@ -213,7 +283,7 @@ def ggn_graph(problem: Problem, mb: MicroBatch, V: torch.Tensor) -> torch.Tensor
             jthjv = torch.autograd.grad(
                 outputs, params, grad_outputs=hjv, retain_graph=True, allow_unused=True
             )
-            out[j] = _flat(jthjv, params)
+            out[j] = flatten_parts(jthjv, params)
     return out
 
 
@@ -225,13 +295,18 @@ def ggn_vmap(problem: Problem, mb: MicroBatch, V: torch.Tensor) -> torch.Tensor:
     if not isinstance(outputs, torch.Tensor):
         raise TypeError("GGNOperator: the model must return a single tensor of outputs")
     outputs = outputs.detach()
+    y = _dual_targets(mb)
 
-    def loss_out(o: torch.Tensor) -> torch.Tensor:
-        return problem.loss(o, mb, check_finite=False)
+    def loss_out(o: torch.Tensor, *targets: torch.Tensor) -> torch.Tensor:
+        return problem.loss(o, mb, check_finite=False, targets=targets[0] if targets else None)
+
+    grad_out = torch.func.grad(loss_out)
+    extra_p = () if y is None else (y,)
+    extra_t = () if y is None else (torch.zeros_like(y),)
 
     def one(*tangents: torch.Tensor) -> tuple[torch.Tensor, ...]:
         jv = torch.func.jvp(f, primals, tangents)[1]
-        hjv = torch.func.jvp(torch.func.grad(loss_out), (outputs,), (jv,))[1]
+        hjv = torch.func.jvp(grad_out, (outputs, *extra_p), (jv, *extra_t))[1]
         return vjp_fn(hjv)
 
     out = torch.func.vmap(one)(*problem.split_batched(V))

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from curvsketch.operators.batches import tensor_leaves
 from curvsketch.store.describe import describe_callable, describe_model, short_hash
 from curvsketch.store.probe import probe_differences, probe_digest
 
@@ -51,10 +52,12 @@ def _hash_data(op: Any) -> str | None:
     h = hashlib.sha256()
     for mb in samples.iterate(torch.device("cpu"), op.dtype):
         for part in (mb.inputs, mb.targets):
-            if isinstance(part, torch.Tensor):
-                _hash_tensor(h, part)
-            else:  # non-tensor inputs: their repr is the best we have
-                h.update(repr(part).encode())
+            # every tensor of a tuple / dict input by its bytes (a repr elides large ones)
+            for path, t in tensor_leaves(part):
+                h.update(path.encode())
+                _hash_tensor(h, t)
+            if not isinstance(part, torch.Tensor | tuple | list | dict):
+                h.update(repr(part).encode())  # non-tensor inputs: their repr is the best we have
         h.update(f"{mb.start}:{mb.stop}:{mb.weight!r}".encode())
     return h.hexdigest()[:32]
 
