@@ -100,3 +100,18 @@ def test_check_honours_block_size_one(spectral, counting):
 def test_zero_and_tiny_operators():
     assert check_symmetric(torch.zeros(5, 5, dtype=torch.float64), "test") == 0.0
     assert check_symmetric(torch.ones(1, 1, dtype=torch.float64), "test") == 0.0
+
+
+def test_measure_alone_is_checked_too(spectral, counting, tmp_path):
+    # `measure` is what workers and `curvsketch measure` call without `seigh`: it checks
+    # before its first block too, and writes nothing for a non-symmetric operator.
+    from curvsketch.sketch import measure
+
+    op = counting(nonsymmetric(spectral, 0.5))
+    with pytest.raises(AsymmetricOperatorError, match="measure"):
+        measure(op, 10, 20, store=str(tmp_path / "st"), block_size=5, progress=False)
+    assert op.widths == [SYMMETRY_PRODUCTS]
+    assert not (tmp_path / "st" / "done").exists() or not any((tmp_path / "st" / "done").iterdir())
+    sym = counting(nonsymmetric(spectral, 0.0))
+    measure(sym, 10, 20, store=str(tmp_path / "ok"), block_size=5, progress=False)
+    assert sym.widths[0] == SYMMETRY_PRODUCTS and sum(sym.widths[1:]) == 20

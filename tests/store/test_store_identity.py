@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 from _store_ops import LowRankPlusDiagonal  # noqa: E402
 
 from curvsketch.operators import GGNOperator, HessianOperator  # noqa: E402
-from curvsketch.sketch import seigh  # noqa: E402
+from curvsketch.sketch import SYMMETRY_PRODUCTS, seigh  # noqa: E402
 from curvsketch.sketch.stored import measure, recover  # noqa: E402
 from curvsketch.store import MemoryStore, StoreMismatchError, ZarrStore, fingerprint  # noqa: E402
 
@@ -147,9 +147,9 @@ def test_same_operator_resumes_with_another_engine(tmp_path) -> None:
     res = recover(tmp_path / "s")
     scale = float(ref.eigenvalues.abs().max())
     assert float((res.eigenvalues - ref.eigenvalues).abs().max()) <= 1e-10 * scale
-    # one probe product besides the two missing blocks (and the operator's own
-    # determinism probe of two products); the result counts the sketch's s products
-    assert op.num_products == 2 * BLOCK + 1 + 2
+    # one probe product besides the two missing blocks, the symmetry check and the
+    # operator's own determinism probe of two products; the result counts the sketch's s
+    assert op.num_products == 2 * BLOCK + 1 + SYMMETRY_PRODUCTS + 2
     assert res.num_products == INNER
 
 
@@ -186,7 +186,7 @@ def test_probe_is_one_product_on_an_unhashed_operator(tmp_path) -> None:
     original = op._matmat
     op._matmat = lambda x: (widths.append(x.shape[1]), original(x))[1]
     measure(op, OUTER, INNER, store=tmp_path / "s", **KW)
-    assert sorted(widths) == [1] + [BLOCK] * (INNER // BLOCK)
+    assert sorted(widths) == sorted([1, SYMMETRY_PRODUCTS] + [BLOCK] * (INNER // BLOCK))
     assert fingerprint(op)["probe"] is not None
     widths.clear()
     measure(op, OUTER, INNER, store=tmp_path / "s", **KW)  # complete: only the probe

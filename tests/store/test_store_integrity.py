@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE))
 
 from _store_ops import SlowDense, spectrum_matrix  # noqa: E402
 
-from curvsketch.sketch import seigh  # noqa: E402
+from curvsketch.sketch import SYMMETRY_PRODUCTS, seigh  # noqa: E402
 from curvsketch.sketch.stored import measure, recover  # noqa: E402
 from curvsketch.store import MemoryStore, ZarrStore  # noqa: E402
 
@@ -91,7 +91,7 @@ def test_damaged_chunk_is_named_and_remeasured(
     original = op._matmat
     op._matmat = lambda x: (widths.append(x.shape[1]), original(x))[1]
     measure(op, OUTER, INNER, store=path, **KW)
-    assert widths == [BLOCK]
+    assert widths == [SYMMETRY_PRODUCTS, BLOCK]  # the symmetry check, then that block
     res = recover(path, memory_budget=budget)
     if budget is None:
         assert torch.equal(res.eigenvalues, reference.eigenvalues)

@@ -19,6 +19,7 @@ from torch import nn
 
 from curvsketch.analysis import (
     best_overlap_curve,
+    check_basis,
     diag_h2,
     grassmann_metrics,
     magnitude_mask,
@@ -211,15 +212,16 @@ def analyse_step(
             if "diag_h2" in a.scores:
                 lam = arrays[f"eigenvalues_{kind}"]
                 scores[f"diag_h2_{kind}"] = diag_h2(lam, U)
-            curves = {"magnitude": overlap_curve(theta, U)}
-            mean, std = random_overlap_curve(U, n_draws=a.random_draws, seed=s.seed)
+            check_basis(U, f"{kind} eigenvectors")  # once, not once per curve
+            curves = {"magnitude": overlap_curve(theta, U, check=False)}
+            mean, std = random_overlap_curve(U, n_draws=a.random_draws, seed=s.seed, check=False)
             curves["random_mean"], curves["random_std"] = mean, std
             curves["best"] = best_overlap_curve(U)
             for name in ("gradient", "ggn_diag"):
                 if name in scores:
-                    curves[name] = score_overlap_curve(scores[name], U)
+                    curves[name] = score_overlap_curve(scores[name], U, check=False)
             if "diag_h2" in a.scores:
-                curves["diag_h2"] = score_overlap_curve(scores[f"diag_h2_{kind}"], U)
+                curves["diag_h2"] = score_overlap_curve(scores[f"diag_h2_{kind}"], U, check=False)
             for name, curve in curves.items():
                 arrays[f"curve_{name}_{kind}"] = curve
                 overlaps.setdefault(name, {})[kind] = _at(curve, ks)

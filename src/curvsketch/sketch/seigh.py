@@ -357,6 +357,7 @@ def _seigh_stored(
         block_size=block_size,
         progress=progress,
         timings=timings,
+        check_symmetry=False,  # guard() above has checked
     )
     rank, _, under_dist = distributed_worker(None, None)
     if under_dist and rank != 0:

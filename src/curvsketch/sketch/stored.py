@@ -38,6 +38,7 @@ from curvsketch.sketch.measure import measure_block
 from curvsketch.sketch.noise import STREAM_PHI, STREAM_PSI, make_noise
 from curvsketch.sketch.recovery import recover_singlepass, stage_timer
 from curvsketch.sketch.result import EighResult
+from curvsketch.sketch.symmetry import SYMMETRY_PRODUCTS, check_symmetric
 from curvsketch.sketch.validate import check_block_size, check_noise, check_operator, check_seed
 from curvsketch.store import (
     DamagedBlocksError,
@@ -183,6 +184,7 @@ def measure(
     num_workers: int | None = None,
     progress: bool = True,
     timings: dict[str, float] | None = None,
+    check_symmetry: bool = True,
 ) -> MeasurementStore:
     """Measure the single-pass sketch blocks this worker owns and ``store`` still lacks.
 
@@ -200,6 +202,10 @@ def measure(
             this worker's.
         progress: report blocks done / total on stderr, reused blocks included.
         timings: optional dict; adds ``measure`` seconds.
+        check_symmetry: before the first block, compare ``uᵀHv`` with ``vᵀHu``
+            (:func:`curvsketch.sketch.symmetry.check_symmetric`, 2 products; skipped when
+            this worker has nothing left to measure). ``seigh`` checks before calling and
+            passes ``False``.
 
     Products: those of the missing blocks of this worker, plus one probe product ``H v``
     for the run identity (skipped for a dense operator whose matrix is hashed whole). An
@@ -213,6 +219,7 @@ def measure(
     Raises:
         StoreMismatchError: the store holds another run (every differing field named;
             nothing is written to it).
+        AsymmetricOperatorError: ``op`` is not symmetric (nothing is written).
     """
     base = run_identity(
         op, outer, inner, noise=noise, seed=seed, block_size=block_size, probe=False
@@ -226,6 +233,8 @@ def measure(
     mine = list(range(worker, base.num_blocks, num_workers))
     done = st.done_blocks()
     todo = [b for b in mine if b not in done]
+    if check_symmetry and todo:
+        check_symmetric(op, "measure", block_size=min(base.block_size, SYMMETRY_PRODUCTS))
     who = f" (worker {worker}/{num_workers})" if num_workers > 1 else ""
     desc = f"seigh[singlepass] blocks{who}"
 
