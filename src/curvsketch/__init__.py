@@ -39,12 +39,16 @@ from curvsketch.sketch import (
     DiagonalEstimate,
     EighResult,
     ErrorEstimate,
+    SpectralDensity,
     SvdResult,
+    TraceEstimate,
     aposteriori_error,
     diagonal,
     make_noise,
     seigh,
+    spectral_density,
     ssvd,
+    trace,
 )
 
 __all__ = [
@@ -61,7 +65,9 @@ __all__ = [
     "NonDeterminismError",
     "Operator",
     "Progress",
+    "SpectralDensity",
     "SvdResult",
+    "TraceEstimate",
     "__version__",
     "aposteriori_error",
     "as_operator",
@@ -82,5 +88,7 @@ __all__ = [
     "principal_angles",
     "random_mask",
     "seigh",
+    "spectral_density",
     "ssvd",
+    "trace",
 ]

@@ -205,7 +205,9 @@ def analyse_step(
             scores["gradient"] = op.gradient().abs()
         if "ggn_diag" in a.scores:
             ggn = GGNOperator(model, loss_fn, data, check_determinism=False)
-            scores["ggn_diag"] = diagonal(ggn, a.ggn_diag_probes, seed=s.seed, block_size=32).values
+            scores["ggn_diag"] = diagonal(
+                ggn, a.ggn_diag_probes, method="hutchinson", seed=s.seed, block_size=32
+            ).values
         timings["scores"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for kind, U in bases_by_kind.items():

@@ -5,7 +5,9 @@
 * :func:`ssvd` — SVD of a rectangular operator;
 * :func:`aposteriori_error` — error of any approximation, with probability and scree
   bounds;
-* :func:`diagonal` — Hutchinson estimate of ``diag(A)`` with standard errors;
+* estimators with standard errors: :func:`trace` (Hutchinson, Hutch++, XTrace),
+  :func:`diagonal` (Hutchinson, XDiag), :func:`spectral_density` (stochastic Lanczos
+  quadrature, all probes in one block);
 * test operators addressable by ``(seed, index)``: :func:`make_noise`,
   :class:`GaussianNoise`, :class:`RademacherNoise`, :class:`SSRFTNoise`;
 * building blocks for a store layer: :func:`measure_block` and the ``recover_*``
@@ -21,7 +23,8 @@ from curvsketch.sketch.aposteriori import (
     error_probability_bounds,
     scree_bounds,
 )
-from curvsketch.sketch.diagonal import DiagonalEstimate, diagonal
+from curvsketch.sketch.density import SpectralDensity, spectral_density
+from curvsketch.sketch.diagonal import DIAGONAL_METHODS, DiagonalEstimate, diagonal
 from curvsketch.sketch.lowrank import LowRankOperator
 from curvsketch.sketch.measure import NonFiniteMeasurementError, measure_block
 from curvsketch.sketch.noise import (
@@ -49,11 +52,14 @@ from curvsketch.sketch.symmetry import (
     AsymmetricOperatorError,
     check_symmetric,
 )
+from curvsketch.sketch.trace import TRACE_METHODS, TraceEstimate, trace
 
 __all__ = [
+    "DIAGONAL_METHODS",
     "NOISE_KINDS",
     "RECOVERIES",
     "SYMMETRY_PRODUCTS",
+    "TRACE_METHODS",
     "AsymmetricOperatorError",
     "DiagonalEstimate",
     "EighResult",
@@ -66,7 +72,9 @@ __all__ = [
     "RademacherNoise",
     "ResultFileError",
     "SSRFTNoise",
+    "SpectralDensity",
     "SvdResult",
+    "TraceEstimate",
     "aposteriori_error",
     "check_symmetric",
     "core_solve",
@@ -82,5 +90,7 @@ __all__ = [
     "recover_svd",
     "scree_bounds",
     "seigh",
+    "spectral_density",
     "ssvd",
+    "trace",
 ]
