@@ -129,3 +129,43 @@ def test_a_binary_file_is_named(tmp_path):
     path.write_bytes(b"\xff\xfe[data]")
     with pytest.raises(ConfigError, match=r"c\.toml: not a UTF-8 text file"):
         load_config(path)
+
+
+def test_trace_and_density_keys():
+    a = StudyConfig().analysis
+    assert (a.trace_products, a.trace_method, a.density_probes, a.density_steps) == (
+        60,
+        "xtrace",
+        8,
+        40,
+    )
+    off = config_from_dict({"analysis": {"trace_products": 0, "density_probes": 0}}).analysis
+    assert (off.trace_products, off.density_probes) == (0, 0)
+    c = config_from_dict({"analysis": {"trace_method": "hutchinson", "trace_products": 1}})
+    assert c.analysis.trace_products == 1
+    bad = {
+        "trace_products": (
+            {"trace_products": 1},
+            r"analysis\.trace_products = 1 must be 0 \(no trace estimate\) or >= 2 .*'xtrace'",
+        ),
+        "trace_products_hutchpp": (
+            {"trace_products": 2, "trace_method": "hutch++"},
+            r"trace_products = 2 must be 0 .* or >= 3",
+        ),
+        "trace_products_negative": ({"trace_products": -5}, r"trace_products = -5"),
+        "trace_method": (
+            {"trace_method": "xtrce"},
+            r"analysis\.trace_method = 'xtrce' is not valid; did you mean 'xtrace'",
+        ),
+        "density_probes": ({"density_probes": -1}, r"analysis\.density_probes = -1 must be >= 0"),
+        "density_steps": ({"density_steps": -2}, r"analysis\.density_steps = -2 must be >= 0"),
+        "string": (
+            {"trace_products": "60"},
+            r"trace_products = '60' \(a string: drop the quotes\) must be an integer",
+        ),
+        "bool": ({"density_probes": True}, r"density_probes = true \(a boolean\)"),
+        "float": ({"density_steps": 4.5}, r"density_steps = 4\.5 must be an integer"),
+    }
+    for keys, match in bad.values():
+        with pytest.raises(ConfigError, match=match):
+            config_from_dict({"analysis": keys})

@@ -54,12 +54,46 @@ def test_outputs_follow_the_schema(tiny_run):
             "stabilisation.png",
             "spectrum.png",
             "runtime.png",
+            "density.png",
         )
     )
     for f in on_disk["figures"]:
         assert (out / f).stat().st_size > 5_000
     arrays = np.load(out / "arrays.npz")
     assert arrays["test/step_30/curve_magnitude_sketched"].shape == (40,)
+    assert on_disk["schema_version"] == 2
+
+
+def test_trace_and_density_are_recorded(tiny_run):
+    """Issue 16, item 4: trace ± standard error and the SLQ density per step and split."""
+    _, out = tiny_run
+    on_disk = json.loads((out / "results.json").read_text())
+    arrays = np.load(out / "arrays.npz")
+    for a in on_disk["analyses"]:
+        tr, de, where = a["trace"], a["density"], f"{a['split']}/step_{a['step']}"
+        # singlepass eigenvalues are not Rayleigh quotients: nothing is deflated
+        assert (tr["method"], tr["num_products"], tr["deflated"]) == ("xtrace", 60, 0)
+        assert abs(tr["value"] - tr["exact"]) < 3 * tr["standard_error"], tr
+        assert (de["num_probes"], de["lanczos_steps"], de["deflated"]) == (8, 40, 0)
+        assert a["products"] == {
+            "sketch": a["num_products"],
+            "aposteriori": 10,
+            "trace": 60,
+            "density": 8 * 40,
+            "ggn_diag": 100,
+        }
+        assert a["timings"]["trace"] > 0 and a["timings"]["density"] > 0
+        grid, values = arrays[f"{where}/density_grid"], arrays[f"{where}/density_values"]
+        assert grid.shape == values.shape == (de["grid"]["points"],)
+        assert (grid[0], grid[-1]) == pytest.approx((de["grid"]["min"], de["grid"]["max"]))
+        assert np.trapezoid(values, grid) == pytest.approx(1.0, abs=1e-3)
+        nodes, weights = arrays[f"{where}/density_nodes"], arrays[f"{where}/density_weights"]
+        assert nodes.shape == weights.shape == (8, 40)
+        assert weights.sum(axis=1) == pytest.approx(np.ones(8))
+        # the first moment is a Hutchinson estimate of trace/D from 8 probes: right sign
+        # and size (its 8-probe standard error is itself too rough for a tight check)
+        assert 0 < de["moments"][0]["value"] * D_TINY < 3 * tr["exact"]
+        assert de["wasserstein_exact"] < 0.05
 
 
 def test_exact_overlap_matches_a_dense_recomputation(tiny_run):
@@ -83,6 +117,7 @@ def test_exact_overlap_matches_a_dense_recomputation(tiny_run):
     U = U[:, lam.abs().argsort(descending=True)]
     theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     rec = next(a for a in results["analyses"] if a["step"] == 30 and a["split"] == "test")
+    assert rec["trace"]["exact"] == pytest.approx(float(H.trace()), rel=1e-9)
     for k in (5, 20):
         S = theta.abs().argsort(descending=True)[:k]
         expected = float((U[S, :k] ** 2).sum() / k)
@@ -127,6 +162,26 @@ def test_schema_validator_rejects_broken_results(tiny_run):
     broken = json.loads(json.dumps(results))
     broken["analyses"][1]["overlap"]["best"]["sketched"]["5"] = 1.5
     with pytest.raises(SchemaError, match="outside"):
+        validate_results(broken)
+    broken = json.loads(json.dumps(results))
+    del broken["analyses"][0]["trace"]
+    with pytest.raises(SchemaError, match=r"missing key 'trace' \(null when not estimated\)"):
+        validate_results(broken)
+    broken = json.loads(json.dumps(results))
+    broken["analyses"][0]["trace"]["standard_error"] = "small"
+    with pytest.raises(SchemaError, match=r"trace\.standard_error: expected a number or null"):
+        validate_results(broken)
+    broken = json.loads(json.dumps(results))
+    broken["analyses"][0]["products"]["density"] = 3
+    with pytest.raises(SchemaError, match=r"products\.density must equal density\.num_products"):
+        validate_results(broken)
+    broken = json.loads(json.dumps(results))
+    del broken["analyses"][2]["density"]["moments"]
+    with pytest.raises(SchemaError, match=r"density: missing key 'moments'"):
+        validate_results(broken)
+    broken = json.loads(json.dumps(results))
+    broken["schema_version"] = 1
+    with pytest.raises(SchemaError, match=r"expected 2, got 1 .*rerun the study"):
         validate_results(broken)
 
 
@@ -223,6 +278,31 @@ def test_corrupt_step_file_is_recomputed(mini_copy, capsys, suffix, garbage):
     assert again["reused_analyses"] == 1
     assert _untimed(again["analyses"]) == _untimed(results["analyses"])
     assert run_study(_mini(), out, progress=False, figures=False)["reused_analyses"] == 2
+
+
+def test_zero_products_skip_trace_and_density(tmp_path):
+    res = run_study(
+        _mini(analysis={"trace_products": 0, "density_probes": 0}), tmp_path, progress=False
+    )
+    validate_results(json.loads((tmp_path / "results.json").read_text()))
+    for a in res["analyses"]:
+        assert a["trace"] is None and a["density"] is None
+        assert set(a["products"]) == {"sketch", "aposteriori"}
+        assert "trace" not in a["timings"] and "density" not in a["timings"]
+    assert "figures/density.png" not in res["figures"]
+    assert not any("density" in name for name in res.arrays)
+
+
+def test_ritz_recovery_deflates_trace_and_density(tmp_path):
+    """hmt keeps Rayleigh-Ritz values: its 8 eigenpairs are deflated from both estimates."""
+    cfg = _mini(sketch={"recovery": "hmt"}, hessian={"exact": "true", "steps": [4]})
+    res = run_study(cfg, tmp_path, progress=False, figures=False)
+    validate_results(json.loads((tmp_path / "results.json").read_text()))
+    (a,) = res["analyses"]
+    tr = a["trace"]
+    assert tr["deflated"] == 8 and a["density"]["deflated"] == 8
+    assert abs(tr["value"] - tr["exact"]) < max(3 * tr["standard_error"], 1e-6 * abs(tr["exact"]))
+    assert res.arrays["test/step_4/density_spikes"].shape == (8,)
 
 
 def test_out_that_is_a_file(tmp_path):

@@ -26,10 +26,13 @@ examples:
   curvsketch metrics-study --out results/metrics
   curvsketch measure configs/mnist16.toml --store sk.zarr --worker 0 --of 4   (job arrays)
   curvsketch recover --store sk.zarr --out eig.pt
+  curvsketch spectrum configs/mnist16.toml --checkpoint results/mnist16/checkpoints/step_00001000.pt
+                                        top eigenvalues, trace ± error, spectral density
 
 Outputs (in --out): results.json (settings, per step and split the overlaps at the
 configured k for each mask kind, exact and sketched, chance, eigenvalues, error
-estimates, timings), arrays.npz (full curves and spectra), figures/*.png,
+estimates, trace ± standard error, spectral density summary, products and timings),
+arrays.npz (full curves, spectra, densities), figures/*.png,
 checkpoints/ and steps/ (reused when nothing they depend on changed; README, Results format).
 """
 
@@ -193,8 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     ms.set_defaults(func=_cmd_metrics_study)
 
     from curvsketch.cli.distributed import add_commands
+    from curvsketch.cli.spectrum import add_command as add_spectrum
 
     add_commands(sub)
+    add_spectrum(sub)
     return parser
 
 

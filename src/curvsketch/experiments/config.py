@@ -136,6 +136,16 @@ class AnalysisConfig:
             ``gradient``, ``ggn_diag``, ``diag_h2``.
         ggn_diag_probes: Hutchinson probes (Rademacher) for the GGN diagonal.
         stability_ks: k values of the stabilisation heatmaps.
+        trace_products: operator products for the trace estimate of each analysed step
+            (:func:`curvsketch.trace`, with a standard error); ``0`` skips it.
+        trace_method: ``xtrace`` (default), ``hutch++`` or ``hutchinson``.
+        density_probes: random probes of the spectral density (stochastic Lanczos
+            quadrature, :func:`curvsketch.spectral_density`); ``0`` skips it.
+        density_steps: Lanczos steps per probe of the density (its quadrature nodes);
+            ``0`` skips it.
+
+    Trace and density are deflated by the sketched eigenpairs when the recovery keeps
+    Rayleigh–Ritz values (``hmt``, ``krylov``); a ``singlepass`` result is not used.
     """
 
     ks: tuple[int, ...] = (10, 50, 100, 200, 350)
@@ -145,6 +155,10 @@ class AnalysisConfig:
     scores: tuple[str, ...] = ("magnitude", "gradient", "ggn_diag", "diag_h2")
     ggn_diag_probes: int = 100
     stability_ks: tuple[int, ...] = (35, 70, 350)
+    trace_products: int = 60
+    trace_method: str = "xtrace"
+    density_probes: int = 8
+    density_steps: int = 40
 
 
 @dataclass(frozen=True)

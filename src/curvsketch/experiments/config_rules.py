@@ -276,6 +276,7 @@ def _check_analysis(config: StudyConfig) -> None:
         _one_of(f"analysis.scores[{i}]", score, SCORES)
     _at_least("analysis.random_draws", a.random_draws, 1, "random masks per curve")
     _at_least("analysis.ggn_diag_probes", a.ggn_diag_probes, 1, "Hutchinson probes")
+    _check_estimators(a)
     bad_rhos = [r for r in a.rhos if not 0 < r < 1]
     if bad_rhos:
         raise ConfigError(
@@ -295,6 +296,22 @@ def _check_analysis(config: StudyConfig) -> None:
             f"analysis.main_k = {a.main_k} must be one of analysis.ks = {toml(a.ks)} (the "
             "headline numbers are read at those k); add it to ks or pick one of them"
         )
+
+
+def _check_estimators(a: Any) -> None:
+    """``[analysis]`` keys of the trace and spectral-density estimates (``0`` skips one)."""
+    from curvsketch.sketch.trace import _MIN_PRODUCTS, TRACE_METHODS
+
+    _one_of("analysis.trace_method", a.trace_method, TRACE_METHODS)
+    need = _MIN_PRODUCTS[a.trace_method]
+    if a.trace_products < 0 or 0 < a.trace_products < need:
+        raise ConfigError(
+            f"analysis.trace_products = {a.trace_products} must be 0 (no trace estimate) or "
+            f">= {need} (operator products; trace_method = {toml(a.trace_method)} needs "
+            f"{need}), e.g. trace_products = 60"
+        )
+    _at_least("analysis.density_probes", a.density_probes, 0, "0 skips the spectral density")
+    _at_least("analysis.density_steps", a.density_steps, 0, "0 skips the spectral density")
 
 
 def _check_sweep(config: StudyConfig) -> None:

@@ -3,7 +3,8 @@
 Equivalents of the figures of Fernandez et al. (TMLR 2025), ``docs/paper.md`` §4:
 overlap vs step (exact, sketched, random, chance), overlap ÷ chance vs k at several steps,
 the mask study (best / magnitude / random / chance vs k), Grassmann metrics over training,
-stabilisation heatmaps, spectra, runtime per stage, and other per-parameter scores.
+stabilisation heatmaps, spectra, runtime per stage, and other per-parameter scores; and
+the spectral density per step on a log scale (as Ghorbani, Krishnan & Xiao, ICML 2019).
 """
 
 from __future__ import annotations
@@ -227,6 +228,43 @@ def spectrum(results: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
+#: Densities below this are drawn at it (the log scale needs a floor; SLQ's Gaussian
+#: tails fall to 0 in floating point).
+DENSITY_FLOOR = 1e-6
+
+
+def _has_density(results: dict[str, Any]) -> bool:
+    return any(a.get("density") for a in results["analyses"])
+
+
+def density(results: dict[str, Any], path: Path) -> Path:
+    """The spectral density (SLQ, Gaussian-broadened) per step, log scale in density."""
+    fig, panels = _panels_per_split(results)
+    for ax, split in panels:
+        for i, a in enumerate(_analyses(results, split)):
+            grid = _arr(results, split, a["step"], "density_grid")
+            values = _arr(results, split, a["step"], "density_values")
+            if grid is None or values is None or not a.get("density"):
+                continue
+            d = a["density"]
+            spikes = f", {d['deflated']} deflated" if d["deflated"] else ""
+            ax.semilogy(
+                grid,
+                np.maximum(values, DENSITY_FLOOR),
+                color=f"C{i}",
+                lw=1,
+                label=f"step {a['step']} (σ = {d['sigma']:.2g}{spikes})",
+            )
+        ax.set_ylim(bottom=DENSITY_FLOOR)
+        ax.set(
+            xlabel="eigenvalue λ",
+            ylabel="density",
+            title=f"H_{split}: spectral density (SLQ)",
+        )
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def runtime(results: dict[str, Any], path: Path) -> Path:
     """Seconds per stage, summed over all analyses."""
     plt = _plt()
@@ -255,4 +293,6 @@ def draw_all(results: dict[str, Any], folder: Path) -> list[Path]:
         "spectrum.png": spectrum,
         "runtime.png": runtime,
     }
+    if _has_density(results):
+        drawers["density.png"] = density
     return [draw(results, folder / name) for name, draw in drawers.items()]

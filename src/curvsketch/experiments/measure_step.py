@@ -4,8 +4,9 @@ For a trained network at step t and one Hessian sample set (train or test), this
 computes what ``docs/paper.md`` §4 reports: the exact eigendecomposition when D is small,
 the sketched one (SEIGH, §3) with its a-posteriori error, overlap curves for k = 1..o of
 magnitude, random, best and other score masks against the top-k eigenspaces (§2), and the
-seven Grassmann metrics at chosen ρ. It is the one place that composes operators, sketch
-and analysis for a single state.
+seven Grassmann metrics at chosen ρ, and the trace (with its standard error) and the
+spectral density of the curvature (:func:`spectrum_estimates`). It is the one place that
+composes operators, sketch and analysis for a single state.
 """
 
 from __future__ import annotations
@@ -29,10 +30,23 @@ from curvsketch.analysis import (
     score_overlap_curve,
 )
 from curvsketch.experiments.config import StudyConfig
+from curvsketch.experiments.spectrum_estimates import spectrum_estimates
 from curvsketch.operators import GGNOperator, HessianOperator, dense_matrix
-from curvsketch.sketch import aposteriori_error, diagonal, seigh
+from curvsketch.sketch import (
+    EighResult,
+    aposteriori_error,
+    diagonal,
+    seigh,
+)
 
-__all__ = ["StepAnalysis", "analyse_step", "curvature_operator", "exact_top_eigenpairs"]
+__all__ = [
+    "StepAnalysis",
+    "analyse_step",
+    "curvature_operator",
+    "exact_top_eigenpairs",
+    "sketch_eigenpairs",
+]
+
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -80,6 +94,12 @@ def exact_top_eigenpairs(
         o: how many eigenpairs.
         dtype: dtype of the decomposition (default ``H``'s); results come back in ``H``'s.
     """
+    evals, evecs = _dense_eigh(H, dtype)
+    return _top_by_magnitude(H, evals, evecs, o)
+
+
+def _dense_eigh(H: torch.Tensor, dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All eigenpairs of the symmetric ``H`` (in ``dtype``, default ``H``'s), ascending."""
     A = H if dtype is None else H.to(dtype)
     if A.device.type == "cpu":
         # LAPACK's divide and conquer through scipy: 35 s against torch's 50 s for a
@@ -92,6 +112,12 @@ def exact_top_eigenpairs(
         evals, evecs = torch.from_numpy(w), torch.from_numpy(Z)
     else:
         evals, evecs = torch.linalg.eigh(A)
+    return evals, evecs
+
+
+def _top_by_magnitude(
+    H: torch.Tensor, evals: torch.Tensor, evecs: torch.Tensor, o: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     order = evals.abs().argsort(descending=True)[:o]
     U = evecs[:, order].to(H.dtype)
     if U.dtype != evecs.dtype:
@@ -111,6 +137,29 @@ def eigenvalue_error(exact: torch.Tensor, sketched: torch.Tensor) -> float:
     """
     dist = (exact[:, None] - sketched[None, :]).abs().min(dim=1).values
     return float((dist / exact.abs()).max())
+
+
+def sketch_eigenpairs(op: Any, sketch: Any, *, progress: bool = False) -> EighResult:
+    """:func:`curvsketch.seigh` of ``op`` with a study's ``[sketch]`` settings.
+
+    ``outer`` and ``inner`` are capped at ``D``; ``inner`` defaults to ``2·outer`` for the
+    recoveries that take one (``singlepass``/``tropp``, ``krylov``).
+    """
+    dim = int(op.shape[0])
+    outer = min(sketch.outer, dim)
+    takes_inner = sketch.recovery in ("singlepass", "tropp", "krylov")
+    inner = min(sketch.inner or 2 * outer, dim) if takes_inner else None
+    return seigh(
+        op,
+        outer,
+        inner,
+        recovery=sketch.recovery,
+        noise=sketch.noise,
+        seed=sketch.seed,
+        block_size=sketch.block_size,
+        power_iters=sketch.power_iters,
+        progress=progress,
+    )
 
 
 def _at(curve: torch.Tensor, ks: list[int]) -> dict[str, float]:
@@ -150,8 +199,6 @@ def analyse_step(
         op = curvature_operator(h, model, loss_fn, data)
         D = op.shape[0]
         outer = min(s.outer, D)
-        takes_inner = s.recovery in ("singlepass", "tropp", "krylov")
-        inner = min(s.inner or 2 * outer, D) if takes_inner else None
         theta = op.parameter_vector()
         timings: dict[str, float] = {}
         use_exact = h.exact == "true" or (h.exact == "auto" and h.max_exact_dim >= D)
@@ -159,7 +206,7 @@ def analyse_step(
         bases: dict[str, torch.Tensor] = {}
         record: dict[str, Any] = {"step": step, "split": split, "D": D, "outer": outer}
 
-        exact_U = None
+        exact_U = exact_spectrum = None
         if use_exact:
             t0 = time.perf_counter()
             exact_dtype = DTYPES[h.exact_dtype]
@@ -169,22 +216,15 @@ def analyse_step(
             model.to(dtype)
             timings["exact_products"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            lam, exact_U = exact_top_eigenpairs(H, outer, exact_dtype)
+            all_lam, all_U = _dense_eigh(H, exact_dtype)
+            lam, exact_U = _top_by_magnitude(H, all_lam, all_U, outer)
+            exact_spectrum = all_lam.to(torch.float64).cpu()
+            del all_U
             timings["exact_eigh"] = time.perf_counter() - t0
             arrays["eigenvalues_exact"] = lam
             del H
         t0 = time.perf_counter()
-        res = seigh(
-            op,
-            outer,
-            inner,
-            recovery=s.recovery,
-            noise=s.noise,
-            seed=s.seed,
-            block_size=s.block_size,
-            power_iters=s.power_iters,
-            progress=progress,
-        )
+        res = sketch_eigenpairs(op, s, progress=progress)
         timings["sketch_total"] = time.perf_counter() - t0
         timings.update({f"sketch_{k}": v for k, v in res.timings.items()})
         t0 = time.perf_counter()
@@ -193,6 +233,20 @@ def analyse_step(
         arrays["eigenvalues_sketched"] = res.eigenvalues
         record["num_products"] = res.num_products
         record["error"] = {k: v for k, v in err.to_dict().items() if k != "residual_samples"}
+        products = {"sketch": res.num_products, "aposteriori": int(err.num_tests)}
+
+        spec = spectrum_estimates(
+            op,
+            a,
+            result=res,
+            seed=s.seed,
+            block_size=s.block_size,
+            exact_eigenvalues=exact_spectrum,
+        )
+        record.update(spec.record)
+        arrays.update(spec.arrays)
+        timings.update(spec.timings)
+        products.update(spec.products)
 
         ks = [k for k in a.ks if k <= outer]
         bases_by_kind = {"sketched": res}
@@ -205,9 +259,11 @@ def analyse_step(
             scores["gradient"] = op.gradient().abs()
         if "ggn_diag" in a.scores:
             ggn = GGNOperator(model, loss_fn, data, check_determinism=False)
-            scores["ggn_diag"] = diagonal(
+            ggn_diag = diagonal(
                 ggn, a.ggn_diag_probes, method="hutchinson", seed=s.seed, block_size=32
-            ).values
+            )
+            scores["ggn_diag"] = ggn_diag.values
+            products["ggn_diag"] = ggn_diag.num_products
         timings["scores"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for kind, U in bases_by_kind.items():
@@ -260,6 +316,7 @@ def analyse_step(
             kind: arrays[f"eigenvalues_{kind}"][:20].tolist() for kind in bases_by_kind
         }
         record["timings"] = timings
+        record["products"] = products
         arrays = {
             k: v.detach().double().cpu() if v.is_floating_point() else v.cpu()
             for k, v in arrays.items()

@@ -63,7 +63,7 @@ __all__ = [
     "train_identity",
 ]
 
-RESULTS_SCHEMA_VERSION = 1
+RESULTS_SCHEMA_VERSION = 2  # curvsketch.experiments.schema.SCHEMA_VERSION
 
 
 class StudyResult(dict):
