@@ -27,7 +27,7 @@ DEFAULT_TOP = 10
 
 def _check_flags(args: argparse.Namespace) -> None:
     """Every flag's value, before any data is loaded (one error naming the flag)."""
-    from curvsketch.sketch.trace import _MIN_PRODUCTS
+    from curvsketch.sketch.trace import TRACE_MIN_PRODUCTS
 
     if args.top is not None and args.top < 1:
         raise ValueError(f"--top {args.top} must be >= 1 (eigenvalues to print)")
@@ -41,16 +41,16 @@ def _check_flags(args: argparse.Namespace) -> None:
     if args.trace_method is not None:
         args.trace_method = args.trace_method.lower()
     method = args.trace_method
-    if method is not None and method not in _MIN_PRODUCTS:
+    if method is not None and method not in TRACE_MIN_PRODUCTS:
         raise ValueError(
             f"--trace-method {method!r} is not a trace estimator; use one of "
-            f"{', '.join(_MIN_PRODUCTS)}"
+            f"{', '.join(TRACE_MIN_PRODUCTS)}"
         )
 
 
 def _analysis(config: Any, args: argparse.Namespace) -> Any:
     """``config.analysis`` with the flags that were given, checked."""
-    from curvsketch.sketch.trace import _MIN_PRODUCTS
+    from curvsketch.sketch.trace import TRACE_MIN_PRODUCTS
 
     a = config.analysis
     changes = {
@@ -60,7 +60,7 @@ def _analysis(config: Any, args: argparse.Namespace) -> Any:
         "density_steps": args.steps,
     }
     a = dataclasses.replace(a, **{k: v for k, v in changes.items() if v is not None})
-    need = _MIN_PRODUCTS[a.trace_method]
+    need = TRACE_MIN_PRODUCTS[a.trace_method]
     if 0 < a.trace_products < need:
         raise ValueError(
             f"--trace-products {a.trace_products}: trace method {a.trace_method!r} needs "

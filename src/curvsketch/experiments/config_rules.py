@@ -300,10 +300,10 @@ def _check_analysis(config: StudyConfig) -> None:
 
 def _check_estimators(a: Any) -> None:
     """``[analysis]`` keys of the trace and spectral-density estimates (``0`` skips one)."""
-    from curvsketch.sketch.trace import _MIN_PRODUCTS, TRACE_METHODS
+    from curvsketch.sketch.trace import TRACE_METHODS, TRACE_MIN_PRODUCTS
 
     _one_of("analysis.trace_method", a.trace_method, TRACE_METHODS)
-    need = _MIN_PRODUCTS[a.trace_method]
+    need = TRACE_MIN_PRODUCTS[a.trace_method]
     if a.trace_products < 0 or 0 < a.trace_products < need:
         raise ConfigError(
             f"analysis.trace_products = {a.trace_products} must be 0 (no trace estimate) or "

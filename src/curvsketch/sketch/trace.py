@@ -42,7 +42,7 @@ from curvsketch.sketch.noise import GaussianNoise, RademacherNoise
 from curvsketch.sketch.result import EighResult
 from curvsketch.sketch.validate import check_block_size, check_count, check_operator, check_seed
 
-__all__ = ["STREAMS", "TRACE_METHODS", "TraceEstimate", "trace"]
+__all__ = ["STREAMS", "TRACE_METHODS", "TRACE_MIN_PRODUCTS", "TraceEstimate", "trace"]
 
 #: Estimators :func:`trace` knows.
 TRACE_METHODS = ("hutchinson", "hutch++", "xtrace")
@@ -53,7 +53,8 @@ STREAMS = {
     "hutch++.probes": "trace.hutch++.probes",
     "xtrace": "trace.xtrace",
 }
-_MIN_PRODUCTS = {"hutchinson": 1, "hutch++": 3, "xtrace": 2}
+#: Fewest products each method can estimate from.
+TRACE_MIN_PRODUCTS = {"hutchinson": 1, "hutch++": 3, "xtrace": 2}
 
 
 @dataclass(frozen=True)
@@ -343,7 +344,7 @@ def trace(
         raise ValueError(
             f"method={method!r} is not a trace estimator; use one of {', '.join(TRACE_METHODS)}"
         )
-    minimum = _MIN_PRODUCTS[method]
+    minimum = TRACE_MIN_PRODUCTS[method]
     num_products = check_count(
         "num_products", num_products, minimum, f"operator products; {method} needs {minimum}"
     )
