@@ -9,8 +9,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curvsketch.sketch.noise import GaussianNoise, RademacherNoise, derive_seed, make_noise
-from curvsketch.sketch.ssrft import SSRFTNoise
+from curvsketch.sketch.noise import (
+    GaussianNoise,
+    RademacherNoise,
+    SSRFTNoise,
+    derive_seed,
+    make_noise,
+)
 
 KINDS = ["gaussian", "rademacher", "ssrft"]
 
@@ -113,7 +118,7 @@ def test_ssrft_products_do_not_depend_on_the_column_block_size():
 
 
 def test_dense_noise_products_chunk_rows(monkeypatch):
-    import curvsketch.sketch.noise as noise_mod
+    import curvsketch.sketch.noise.dense as noise_mod
 
     noise = GaussianNoise(23, 50, seed=9)
     ref = noise.to_dense()

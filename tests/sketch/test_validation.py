@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from curvsketch.sketch import aposteriori_error, seigh, ssvd
-from curvsketch.sketch.ssrft import SSRFTNoise
+from curvsketch.sketch.noise import SSRFTNoise
 
 D = 40
 

@@ -111,22 +111,14 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from curvsketch.sketch.stored import measure
+    from curvsketch.experiments.stored_sketch import measure_share
 
     config = _load(args)
     op = build_operator(config, args.split, args.checkpoint)
-    s = config.sketch
-    dim = op.shape[0]
-    outer = min(s.outer, dim)
-    inner = min(s.inner or 2 * outer, dim)
-    st = measure(
+    st = measure_share(
         op,
-        outer,
-        inner,
-        store=args.store,
-        noise=s.noise,
-        seed=s.seed,
-        block_size=s.block_size,
+        config.sketch,
+        args.store,
         worker=args.worker,
         num_workers=args.of,
         progress=not args.quiet,
@@ -145,10 +137,10 @@ def _cmd_recover(args: argparse.Namespace) -> int:
 
     from curvsketch.experiments.preflight import check_output_file
     from curvsketch.experiments.run_files import atomic_write
-    from curvsketch.sketch.stored import recover
+    from curvsketch.experiments.stored_sketch import recover_store
 
     out = check_output_file(args.out) if args.out else None  # before the work
-    result = recover(args.store, memory_budget=args.memory_budget)
+    result = recover_store(args.store, memory_budget=args.memory_budget)
     fix = f"free space or pass another --out; the store {args.store} is complete, rerun recover"
     if not isinstance(result.Q, torch.Tensor):
         print(f"eigenvectors stay on disk: {args.store}/eigenvectors (out-of-core recovery)")

@@ -31,13 +31,15 @@ from curvsketch.analysis import (
 )
 from curvsketch.experiments.config import StudyConfig
 from curvsketch.experiments.spectrum_estimates import spectrum_estimates
-from curvsketch.operators import GGNOperator, HessianOperator, dense_matrix
+from curvsketch.operators import GGNOperator, HessianOperator, as_operator, dense_matrix
 from curvsketch.sketch import (
     EighResult,
+    SketchPlan,
     aposteriori_error,
     diagonal,
-    seigh,
+    make_plan,
 )
+from curvsketch.sketch.seigh import solve
 
 __all__ = [
     "StepAnalysis",
@@ -45,6 +47,7 @@ __all__ = [
     "curvature_operator",
     "exact_top_eigenpairs",
     "sketch_eigenpairs",
+    "study_plan",
 ]
 
 
@@ -139,27 +142,31 @@ def eigenvalue_error(exact: torch.Tensor, sketched: torch.Tensor) -> float:
     return float((dist / exact.abs()).max())
 
 
-def sketch_eigenpairs(op: Any, sketch: Any, *, progress: bool = False) -> EighResult:
-    """:func:`curvsketch.seigh` of ``op`` with a study's ``[sketch]`` settings.
+def study_plan(op: Any, sketch: Any) -> SketchPlan:
+    """The :class:`curvsketch.sketch.SketchPlan` of a study's ``[sketch]`` settings on ``op``.
 
     ``outer`` and ``inner`` are capped at ``D``; ``inner`` defaults to ``2·outer`` for the
-    recoveries that take one (``singlepass``/``tropp``, ``krylov``).
+    recoveries that take one (``singlepass``/``tropp``, ``krylov``) and is ignored by the
+    others (:func:`curvsketch.sketch.make_plan` with ``cap_to_dim=True``).
     """
-    dim = int(op.shape[0])
-    outer = min(sketch.outer, dim)
-    takes_inner = sketch.recovery in ("singlepass", "tropp", "krylov")
-    inner = min(sketch.inner or 2 * outer, dim) if takes_inner else None
-    return seigh(
+    return make_plan(
         op,
-        outer,
-        inner,
+        sketch.outer,
+        sketch.inner,
         recovery=sketch.recovery,
         noise=sketch.noise,
         seed=sketch.seed,
         block_size=sketch.block_size,
         power_iters=sketch.power_iters,
-        progress=progress,
+        cap_to_dim=True,
     )
+
+
+def sketch_eigenpairs(op: Any, sketch: Any, *, progress: bool = False) -> EighResult:
+    """:func:`curvsketch.seigh` of ``op`` with a study's ``[sketch]`` settings
+    (:func:`study_plan`)."""
+    op = as_operator(op)
+    return solve(op, study_plan(op, sketch), progress=progress)
 
 
 def _at(curve: torch.Tensor, ks: list[int]) -> dict[str, float]:
@@ -198,7 +205,8 @@ def analyse_step(
     try:
         op = curvature_operator(h, model, loss_fn, data)
         D = op.shape[0]
-        outer = min(s.outer, D)
+        plan = study_plan(op, s)  # every size of the sketch, validated once
+        outer = plan.outer
         theta = op.parameter_vector()
         timings: dict[str, float] = {}
         use_exact = h.exact == "true" or (h.exact == "auto" and h.max_exact_dim >= D)
@@ -224,7 +232,7 @@ def analyse_step(
             arrays["eigenvalues_exact"] = lam
             del H
         t0 = time.perf_counter()
-        res = sketch_eigenpairs(op, s, progress=progress)
+        res = solve(op, plan, progress=progress)
         timings["sketch_total"] = time.perf_counter() - t0
         timings.update({f"sketch_{k}": v for k, v in res.timings.items()})
         t0 = time.perf_counter()

@@ -10,8 +10,10 @@
   quadrature, all probes in one block);
 * test operators addressable by ``(seed, index)``: :func:`make_noise`,
   :class:`GaussianNoise`, :class:`RademacherNoise`, :class:`SSRFTNoise`;
+* one validated plan per solve: :func:`make_plan` -> :class:`SketchPlan` (sizes, blocks,
+  products, streams, ``which``);
 * building blocks for a store layer: :func:`measure_block` and the ``recover_*``
-  functions in :mod:`curvsketch.sketch.recovery`.
+  functions (one module per recovery, registered in :mod:`curvsketch.sketch.recovery`).
 
 All after Tropp, Yurtsever, Udell, Cevher (2019) "Streaming low-rank matrix
 approximation with an application to scientific simulation".
@@ -32,8 +34,10 @@ from curvsketch.sketch.noise import (
     GaussianNoise,
     NoiseOperator,
     RademacherNoise,
+    SSRFTNoise,
     make_noise,
 )
+from curvsketch.sketch.plan import WHICH, SketchPlan, make_plan
 from curvsketch.sketch.recovery import (
     IndefiniteOperatorError,
     core_solve,
@@ -44,7 +48,6 @@ from curvsketch.sketch.recovery import (
 )
 from curvsketch.sketch.result import EighResult, ResultFileError, SvdResult
 from curvsketch.sketch.seigh import RECOVERIES, seigh
-from curvsketch.sketch.ssrft import SSRFTNoise
 from curvsketch.sketch.ssvd import ssvd
 from curvsketch.sketch.stored import measure, recover
 from curvsketch.sketch.symmetry import (
@@ -60,6 +63,7 @@ __all__ = [
     "RECOVERIES",
     "SYMMETRY_PRODUCTS",
     "TRACE_METHODS",
+    "WHICH",
     "AsymmetricOperatorError",
     "DiagonalEstimate",
     "EighResult",
@@ -72,6 +76,7 @@ __all__ = [
     "RademacherNoise",
     "ResultFileError",
     "SSRFTNoise",
+    "SketchPlan",
     "SpectralDensity",
     "SvdResult",
     "TraceEstimate",
@@ -81,6 +86,7 @@ __all__ = [
     "diagonal",
     "error_probability_bounds",
     "make_noise",
+    "make_plan",
     "measure",
     "measure_block",
     "recover",

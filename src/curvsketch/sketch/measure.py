@@ -6,7 +6,9 @@ identified by the test operator (``kind, seed, stream``) and an index range
 ``[start, stop)``, so a store layer can compute any block on any worker, in any order,
 commit it, and resume after a crash; the recoveries (:mod:`.recovery`) then only need the
 assembled sketches. Every block is checked for non-finite values right after it is
-measured, and the error names the block.
+measured, and the error names the block. :func:`measure_singlepass` and
+:func:`measure_outer` fill the in-memory sketches of :func:`curvsketch.sketch.seigh` block
+by block.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import torch
 
+from curvsketch.progress import Progress
 from curvsketch.sketch.noise import NoiseOperator
 
 __all__ = [
@@ -27,6 +30,8 @@ __all__ = [
     "column_major",
     "has_adjoint",
     "measure_block",
+    "measure_outer",
+    "measure_singlepass",
 ]
 
 
@@ -183,3 +188,60 @@ def apply_in_blocks(
         if on_block is not None:
             on_block(i1 - i0)
     return out
+
+
+def measure_singlepass(
+    op: Any,
+    psi: NoiseOperator,
+    phi: NoiseOperator,
+    outer: int,
+    *,
+    block_size: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Measure the single-pass sketches ``Y = H Ψ[:outer]ᵀ`` and ``Z = Φ H Ψᵀ`` in memory.
+
+    One product per row of ``Ψ`` (``s = psi.num_rows``), in blocks of ``block_size``; the
+    first ``outer`` products are kept whole as ``Y`` (Fernandez et al., TMLR 2025, §3,
+    Alg. 2).
+
+    Returns:
+        ``(Y, Z)`` of shapes ``(D, outer)`` and ``(phi.num_rows, s)``.
+    """
+    dim, s = op.shape[0], psi.num_rows
+    y_all = column_major((dim, outer), dtype=dtype, device=device)
+    z_all = torch.empty((phi.num_rows, s), dtype=dtype, device=device)
+    for i0, i1 in block_ranges(0, s, block_size):
+        y, z = measure_block(op, psi, i0, i1, inner=phi, dtype=dtype, device=device)
+        assert z is not None
+        z_all[:, i0:i1] = z
+        if i0 < outer:
+            y_all[:, i0 : min(i1, outer)] = y[:, : min(i1, outer) - i0]
+        if progress is not None:
+            progress.update(i1 - i0)
+    return y_all, z_all
+
+
+def measure_outer(
+    op: Any,
+    omega: NoiseOperator,
+    outer: int,
+    *,
+    block_size: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Measure the outer sketch ``Y = H Ω[:outer]ᵀ`` in memory, in blocks.
+
+    Returns:
+        ``Y`` of shape ``(D, outer)``.
+    """
+    y_all = column_major((op.shape[0], outer), dtype=dtype, device=device)
+    for i0, i1 in block_ranges(0, outer, block_size):
+        y_all[:, i0:i1] = measure_block(op, omega, i0, i1, dtype=dtype, device=device)[0]
+        if progress is not None:
+            progress.update(i1 - i0)
+    return y_all

@@ -45,7 +45,7 @@ float32 Householder QR (the in-memory path's ``torch.linalg.qr``); Dask's is bet
 because numpy computes in float64.
 
 Core (Tropp, Yurtsever, Udell, Cevher 2019): ``ΦQ`` and ``ΨQ`` from column blocks of ``Q``
-(``D × b`` in memory), then the small solve of :func:`.recovery.core_solve`. Eigenvectors:
+(``D × b`` in memory), then the small solve of :func:`.factors.core_solve`. Eigenvectors:
 ``U = Q W`` in row blocks (a Dask graph), written to the store.
 """
 
@@ -59,14 +59,9 @@ import numpy as np
 import torch
 import zarr
 
+from curvsketch.sketch.factors import apply_test_operators, core_solve, eigh_by_magnitude
 from curvsketch.sketch.noise import NoiseOperator
-from curvsketch.sketch.recovery import (
-    apply_test_operators,
-    core_solve,
-    eigh_by_magnitude,
-    split_threads,
-    stage_timer,
-)
+from curvsketch.sketch.timing import split_threads, stage_timer
 from curvsketch.store import ZarrMatrix, ZarrStore
 
 __all__ = [

@@ -58,7 +58,8 @@ def _check_factor(name: str, basis: torch.Tensor, rot: torch.Tensor | None, k: i
 class EighResult:
     """Eigenpairs ``H ≈ U diag(λ) Uᵀ`` of a symmetric operator, ``U = Q @ V``.
 
-    Eigenpairs are sorted by ``|λ|`` descending, signs kept.
+    Eigenpairs are sorted as :attr:`which` asks: by ``|λ|`` descending (``"LM"``, signs
+    kept), descending (``"LA"``) or ascending (``"SA"``).
 
     Attributes:
         eigenvalues: ``(k,)``.
@@ -75,10 +76,13 @@ class EighResult:
         timings: seconds per stage (``measure``, ``qr``, ``core``, ``eigh``, ``eigvec``).
         ritz_values: ``(k,)`` Rayleigh–Ritz values ``θ`` (``"hmt"``, ``"krylov"``; else
             ``None``). The ``eigenvalues`` of such a result are ``sign(θ)·√(θ² + r²)``
-            (see :func:`curvsketch.sketch.recovery.recover_hmt`).
+            (see :func:`curvsketch.sketch.hmt.recover_hmt`); for ``which="LA"``/``"SA"`` they
+            are the Ritz values.
         residual_norms: ``(k,)`` residuals ``r = ‖H u − θ u‖`` (``"hmt"``, ``"krylov"``;
             else ``None``):
             an eigenvalue of ``H`` lies in ``[θ − r, θ + r]``, see :meth:`eigenvalue_bounds`.
+        which: ``"LM"`` (largest ``|λ|``), ``"LA"`` (largest algebraic) or ``"SA"``
+            (smallest algebraic); files written before the field existed load as ``"LM"``.
     """
 
     eigenvalues: torch.Tensor
@@ -94,8 +98,11 @@ class EighResult:
     timings: dict[str, float] = field(default_factory=dict)
     ritz_values: torch.Tensor | None = None
     residual_norms: torch.Tensor | None = None
+    which: str = "LM"
 
     def __post_init__(self) -> None:
+        if self.which not in ("LM", "LA", "SA"):
+            raise ValueError(f"which must be 'LM', 'LA' or 'SA', got {self.which!r}")
         if self.eigenvalues.ndim != 1:
             raise ValueError(f"eigenvalues must be 1-D, got {tuple(self.eigenvalues.shape)}")
         _check_factor("EighResult", self.Q, self.V, self.eigenvalues.shape[0])
@@ -148,7 +155,8 @@ class EighResult:
         return _rows(self.Q, self.V, index)
 
     def top(self, k: int) -> EighResult:
-        """The ``k`` eigenpairs of largest ``|λ|`` (shares storage with this result)."""
+        """The first ``k`` eigenpairs in the order of :attr:`which` (largest ``|λ|`` for
+        ``"LM"``; shares storage with this result)."""
         _check_top(k, len(self))
         extra = {
             name: None if getattr(self, name) is None else getattr(self, name)[:k]
@@ -275,7 +283,8 @@ class EighResult:
         return (
             f"EighResult(k={len(self)}, D={self.dim}, eigenvalues=[{head}{more}], "
             f"recovery={self.recovery!r}, noise={self.noise!r}, seed={self.seed}, "
-            f"outer={self.outer}, inner={self.inner}, num_products={self.num_products})"
+            f"outer={self.outer}, inner={self.inner}, num_products={self.num_products}"
+            f"{'' if self.which == 'LM' else f', which={self.which!r}'})"
         )
 
 

@@ -16,10 +16,11 @@ from typing import Any
 import torch
 
 from curvsketch.progress import Progress
+from curvsketch.sketch.factors import core_solve, orthonormal_basis
 from curvsketch.sketch.measure import block_ranges, has_adjoint, measure_block
 from curvsketch.sketch.noise import NoiseOperator, make_noise
-from curvsketch.sketch.recovery import recover_svd, stage_timer
 from curvsketch.sketch.result import SvdResult
+from curvsketch.sketch.timing import stage_timer
 from curvsketch.sketch.validate import (
     check_block_size,
     check_count,
@@ -29,7 +30,7 @@ from curvsketch.sketch.validate import (
     resolve_dtype_device,
 )
 
-__all__ = ["STREAMS", "ssvd"]
+__all__ = ["STREAMS", "recover_svd", "ssvd"]
 
 #: Stream names of the four test operators under the user seed.
 STREAMS = {"upsilon": "ssvd.upsilon", "omega": "ssvd.omega", "phi": "ssvd.phi", "psi": "ssvd.psi"}
@@ -147,3 +148,45 @@ def ssvd(
         num_products=num_products,
         timings=timings,
     )
+
+
+def recover_svd(
+    xt: torch.Tensor,
+    y: torch.Tensor,
+    z: torch.Tensor,
+    phi: NoiseOperator,
+    psi: NoiseOperator,
+    *,
+    block_size: int | None = None,
+    timings: dict[str, float] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sketched SVD recovery: SSVD (Fernandez et al., TMLR 2025, §3, Alg. 1), after Tropp,
+    Yurtsever, Udell, Cevher (SIAM J. Sci. Comput. 2019).
+
+    ``Q = orth(Y)``, ``P = orth(Xᵀ)``, ``C = (ΦQ)⁺ Z ((ΨP)⁺)ᵀ = W Σ Tᵀ``;
+    ``A ≈ (QW) Σ (PT)ᵀ``.
+
+    Args:
+        xt: co-range sketch, transposed: ``Xᵀ = Aᵀ Υᵀ``, shape ``(N, o)``.
+        y: range sketch ``Y = A Ωᵀ``, shape ``(M, o)``.
+        z: core sketch ``Z = Φ A Ψᵀ``, shape ``(s, s)``.
+        phi: ``Φ`` (``s × M``).
+        psi: ``Ψ`` (``s × N``).
+        block_size: columns per batched test-operator transform.
+        timings: optional dict; adds ``qr``, ``core``, ``eigh`` (the small SVD), ``eigvec``.
+
+    Returns:
+        ``(σ, Q, W, P, T)`` with ``σ`` descending.
+    """
+    with stage_timer(timings, "qr"):
+        q = orthonormal_basis(y)
+        p = orthonormal_basis(xt)
+    with stage_timer(timings, "core"):
+        phi_q = phi.matmul(q, block_size=block_size)
+        psi_p = psi.matmul(p, 0, z.shape[1], block_size=block_size)
+        core = core_solve(phi_q, z, psi_p)
+    with stage_timer(timings, "eigh"):
+        w, sigma, th = torch.linalg.svd(core)
+    with stage_timer(timings, "eigvec"):
+        t = th.T
+    return sigma, q, w, p, t

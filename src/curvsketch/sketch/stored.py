@@ -28,18 +28,20 @@ The store must be a path on a file system all ranks share.
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import torch
 
 from curvsketch.progress import Progress
+from curvsketch.sketch.factors import Factors, to_result
 from curvsketch.sketch.measure import measure_block
-from curvsketch.sketch.noise import STREAM_PHI, STREAM_PSI, make_noise
-from curvsketch.sketch.recovery import recover_singlepass, stage_timer
+from curvsketch.sketch.noise import STREAM_PHI, STREAM_PSI
+from curvsketch.sketch.plan import SketchPlan, make_plan
 from curvsketch.sketch.result import EighResult
+from curvsketch.sketch.singlepass import recover_singlepass
 from curvsketch.sketch.symmetry import SYMMETRY_PRODUCTS, check_symmetric
-from curvsketch.sketch.validate import check_block_size, check_noise, check_operator, check_seed
+from curvsketch.sketch.timing import stage_timer
+from curvsketch.sketch.writer import BlockWriter
 from curvsketch.store import (
     DamagedBlocksError,
     MeasurementStore,
@@ -54,10 +56,36 @@ from curvsketch.store.identity import needs_probe
 from curvsketch.store.integrity import nonfinite_blocks
 from curvsketch.store.probe import probe_digest
 
-__all__ = ["distributed_worker", "measure", "recover", "run_identity"]
+__all__ = [
+    "distributed_worker",
+    "measure",
+    "measure_plan",
+    "plan_identity",
+    "recover",
+    "run_identity",
+    "solve_stored",
+]
 
-#: Blocks in flight to the store (copied off the device, not yet written).
-MAX_PENDING = 2
+
+def plan_identity(op: Any, plan: SketchPlan, *, probe: bool = True) -> RunIdentity:
+    """The :class:`RunIdentity` of a single-pass ``plan`` on ``op``.
+
+    Args:
+        op: the operator the plan was made for.
+        plan: a ``"singlepass"`` :class:`SketchPlan`.
+        probe: compute the probe product (one product of ``op``) into the identity;
+            ``False`` leaves it out (:meth:`RunIdentity.with_probe` adds it later).
+    """
+    assert plan.recovery == "singlepass" and plan.inner is not None
+    return RunIdentity(
+        operator=fingerprint(op, probe=probe),
+        recovery=plan.recovery,
+        noise=plan.noise,
+        seed=plan.seed,
+        outer=plan.outer,
+        inner=plan.inner,
+        block_size=plan.block_size,
+    )
 
 
 def run_identity(
@@ -70,29 +98,14 @@ def run_identity(
     block_size: int | None,
     probe: bool = True,
 ) -> RunIdentity:
-    """The :class:`RunIdentity` of a single-pass run (sizes validated as in ``seigh``).
+    """The :class:`RunIdentity` of a single-pass run (sizes validated by :func:`make_plan`).
 
     Args:
         op, outer, inner, noise, seed, block_size: as in :func:`measure`.
-        probe: compute the probe product (one product of ``op``) into the identity;
-            ``False`` leaves it out (:meth:`RunIdentity.with_probe` adds it later).
+        probe: as in :func:`plan_identity`.
     """
-    from curvsketch.sketch.seigh import _check_sizes
-
-    op = check_operator(op, "measure")
-    if op.shape[0] != op.shape[1]:
-        raise ValueError(f"measure needs a square symmetric operator, got {tuple(op.shape)}")
-    outer, inner, _ = _check_sizes(int(op.shape[0]), outer, inner, "singlepass", 0)
-    assert inner is not None
-    return RunIdentity(
-        operator=fingerprint(op, probe=probe),
-        recovery="singlepass",
-        noise=check_noise(noise),
-        seed=check_seed(seed),
-        outer=outer,
-        inner=inner,
-        block_size=check_block_size(block_size, inner),
-    )
+    plan = make_plan(op, outer, inner, noise=noise, seed=seed, block_size=block_size, who="measure")
+    return plan_identity(op, plan, probe=probe)
 
 
 def distributed_worker(worker: int | None, num_workers: int | None) -> tuple[int, int, bool]:
@@ -119,56 +132,6 @@ def distributed_worker(worker: int | None, num_workers: int | None) -> tuple[int
     if isinstance(worker, bool) or not isinstance(worker, int) or not 0 <= worker < num_workers:
         raise ValueError(f"worker must be an integer in [0, {num_workers}), got {worker!r}")
     return worker, num_workers, False
-
-
-class _Writer:
-    """Commits blocks on a background thread so products keep running meanwhile.
-
-    CUDA blocks are copied to pinned host memory with ``non_blocking=True``; the thread
-    waits on the copy's event, not on the whole device.
-    """
-
-    def __init__(self, store: MeasurementStore, bar: Progress) -> None:
-        self.store, self.bar = store, bar
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="curvsketch-store")
-        self.pending: list[Future[None]] = []
-        self.pinned: dict[tuple, list[torch.Tensor]] = {}  # reused page-locked buffers
-
-    def _host(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        if x.device.type != "cuda":
-            return x, None
-        key = (tuple(x.shape), x.dtype)
-        pool = self.pinned.setdefault(key, [])
-        buf = pool.pop() if pool else torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
-        buf.copy_(x, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        return buf, event
-
-    def _commit(self, block: int, y: torch.Tensor, z: torch.Tensor, events: list) -> None:
-        for e in events:
-            if e is not None:
-                e.synchronize()
-        self.store.commit_block(block, y, z)
-        for x, e in zip((y, z), events, strict=True):
-            if e is not None:  # the buffer is free again
-                self.pinned.setdefault((tuple(x.shape), x.dtype), []).append(x)
-        self.bar.update(1)
-
-    def submit(self, block: int, y: torch.Tensor, z: torch.Tensor) -> None:
-        while len(self.pending) >= MAX_PENDING:
-            self.pending.pop(0).result()
-        c0, c1 = self.store.y_columns(block)
-        y_host, ey = self._host(y[:, : c1 - c0]) if c1 > c0 else (y[:, :0].cpu(), None)
-        z_host, ez = self._host(z)
-        self.pending.append(self.pool.submit(self._commit, block, y_host, z_host, [ey, ez]))
-
-    def close(self) -> None:
-        try:
-            for f in self.pending:
-                f.result()
-        finally:
-            self.pool.shutdown(wait=True)
 
 
 def measure(
@@ -221,16 +184,38 @@ def measure(
             nothing is written to it).
         AsymmetricOperatorError: ``op`` is not symmetric (nothing is written).
     """
-    base = run_identity(
-        op, outer, inner, noise=noise, seed=seed, block_size=block_size, probe=False
+    plan = make_plan(op, outer, inner, noise=noise, seed=seed, block_size=block_size, who="measure")
+    return measure_plan(
+        op,
+        plan,
+        store=store,
+        worker=worker,
+        num_workers=num_workers,
+        progress=progress,
+        timings=timings,
+        check_symmetry=check_symmetry,
     )
+
+
+def measure_plan(
+    op: Any,
+    plan: SketchPlan,
+    *,
+    store: Any,
+    worker: int | None = None,
+    num_workers: int | None = None,
+    progress: bool = True,
+    timings: dict[str, float] | None = None,
+    check_symmetry: bool = True,
+) -> MeasurementStore:
+    """:func:`measure` of a single-pass ``plan`` (:func:`make_plan`) already validated."""
+    base = plan_identity(op, plan, probe=False)
     worker, num_workers, under_dist = distributed_worker(worker, num_workers)
     st = open_store(store)
     st.check_compatible(base)  # every field but the probe, before any product
-    dim, s = base.dim, base.inner
-    psi = make_noise(base.noise, s, dim, base.seed, STREAM_PSI)
-    phi = make_noise(base.noise, s, dim, base.seed, STREAM_PHI)
-    mine = list(range(worker, base.num_blocks, num_workers))
+    psi = plan.test_operator(STREAM_PSI, base.inner)
+    phi = plan.test_operator(STREAM_PHI, base.inner)
+    mine = list(range(worker, plan.blocks, num_workers))
     done = st.done_blocks()
     todo = [b for b in mine if b not in done]
     if check_symmetry and todo:
@@ -252,7 +237,7 @@ def measure(
         identity = base.with_probe(probe_digest(op)) if needs_probe(base.operator) else base
         st.bind(identity)  # creates the store, or compares the probe too: refused unwritten
         bar.update(len(mine) - len(todo))
-        writer = _Writer(st, bar)
+        writer = BlockWriter(st, bar)
         try:
             for b in todo:  # the first was measured above
                 y, z = first if first is not None else block(b)
@@ -329,9 +314,18 @@ def recover(
             "measure --worker i --of n`) into this store first"
         )
     timings = {} if timings is None else timings
-    block = block_size or ident.block_size
-    psi = make_noise(ident.noise, ident.inner, ident.dim, ident.seed, STREAM_PSI)
-    phi = make_noise(ident.noise, ident.inner, ident.dim, ident.seed, STREAM_PHI)
+    plan = make_plan(
+        ident.dim,
+        ident.outer,
+        ident.inner,
+        noise=ident.noise,
+        seed=ident.seed,
+        block_size=ident.block_size,
+        who="recover",
+    )
+    block = block_size or plan.block_size
+    psi = plan.test_operator(STREAM_PSI, ident.inner)
+    phi = plan.test_operator(STREAM_PHI, ident.inner)
     itemsize = torch.empty(0, dtype=getattr(torch, ident.dtype)).element_size()
     if memory_budget is not None and ident.dim * ident.outer * itemsize > memory_budget:
         if not isinstance(st, ZarrStore):
@@ -367,17 +361,46 @@ def recover(
         z = torch.from_numpy(z_np).to(device)
         factors = recover_singlepass(y, z, phi, psi, block_size=block, timings=timings)
         values, basis, rot = factors.values, factors.basis, factors.rot
-    for stage in ("measure", "qr", "core", "eigh", "eigvec"):
-        timings.setdefault(stage, 0.0)
-    return EighResult(
-        eigenvalues=values,
-        Q=basis,  # type: ignore[arg-type]  # a ZarrMatrix out of core (duck-typed)
-        V=rot,
-        recovery="singlepass",
-        noise=ident.noise,
-        seed=ident.seed,
-        outer=ident.outer,
-        inner=ident.inner,
-        num_products=ident.inner,
-        timings=timings,
+    # out of core, the basis is a ZarrMatrix of the eigenvectors on disk (duck-typed)
+    return to_result(plan, Factors(values, basis, rot), timings)  # type: ignore[arg-type]
+
+
+def solve_stored(
+    op: Any,
+    plan: SketchPlan,
+    *,
+    store: Any,
+    memory_budget: int | None = None,
+    progress: bool = True,
+    check_symmetry: bool = True,
+    symmetry_rtol: float | None = None,
+) -> EighResult | None:
+    """``seigh(..., store=...)``: measure the missing blocks of ``plan`` into the store, then
+    recover (rank 0 only under ``torch.distributed``: other ranks return ``None``).
+
+    The symmetry check of :func:`curvsketch.sketch.seigh` runs before any product of the
+    store; the store's identity checks run inside :func:`measure_plan`.
+    """
+    if store is None:
+        raise ValueError(
+            f"memory_budget={memory_budget!r} needs store=PATH (the out-of-core recovery keeps "
+            "the sketch and its basis on disk)"
+        )
+    if plan.recovery != "singlepass":
+        iters = f", power_iters={plan.power_iters}" if plan.power_iters else ""
+        raise ValueError(
+            f"store= supports recovery='singlepass' only, got recovery={plan.recovery!r}"
+            f"{iters}; use store=None for 'tropp', 'hmt', 'nystrom' and 'krylov' (they "
+            "measure in memory)"
+        )
+    if check_symmetry:
+        width = min(plan.block_size, SYMMETRY_PRODUCTS)
+        check_symmetric(op, "seigh", rtol=symmetry_rtol, block_size=width)
+    timings: dict[str, float] = {}
+    st = measure_plan(
+        op, plan, store=store, progress=progress, timings=timings, check_symmetry=False
     )
+    rank, _, under_dist = distributed_worker(None, None)
+    if under_dist and rank != 0:
+        return None
+    return recover(st, memory_budget=memory_budget, device=op.device, timings=timings)

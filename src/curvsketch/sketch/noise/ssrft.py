@@ -27,7 +27,7 @@ from curvsketch.sketch.dct import (
     inverse_spectrum,
     makhoul_order,
 )
-from curvsketch.sketch.noise import (
+from curvsketch.sketch.noise.base import (
     BLOCK_ELEMENTS,
     NoiseOperator,
     as_block,
