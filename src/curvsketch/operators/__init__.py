@@ -8,6 +8,7 @@ from curvsketch.operators.curvature import (
     NonDeterminismError,
     engines_for,
 )
+from curvsketch.operators.data_parallel import DataParallelOperator, data_parallel_operator
 from curvsketch.operators.dense import dense_ggn, dense_hessian, dense_matrix
 from curvsketch.operators.loss_terms import CountTargets, count_targets
 from curvsketch.operators.modes import BatchNormEvalWarning
@@ -21,11 +22,13 @@ from curvsketch.operators.protocol import (
 )
 from curvsketch.operators.samples import MicroBatch, Samples
 from curvsketch.operators.selection import EngineError
+from curvsketch.operators.shards import combine_shards, shard_data, shard_samples, shard_weight
 
 __all__ = [
     "BatchNormEvalWarning",
     "CountTargets",
     "CurvatureOperator",
+    "DataParallelOperator",
     "DenseOperator",
     "DictBatches",
     "EngineError",
@@ -39,10 +42,15 @@ __all__ = [
     "ScipyOperator",
     "as_operator",
     "check_block",
+    "combine_shards",
     "count_targets",
+    "data_parallel_operator",
     "dense_ggn",
     "dense_hessian",
     "dense_matrix",
     "dict_batches",
     "engines_for",
+    "shard_data",
+    "shard_samples",
+    "shard_weight",
 ]
