@@ -85,6 +85,20 @@ def test_quadrature_is_exact_per_probe_up_to_degree_2m_minus_1(spectral):
     assert abs(value - float(exact.mean())) < 1e-10
 
 
+def test_no_ghost_copies_of_converged_outliers(spectral):
+    """Plain Lanczos in floating point repeats converged Ritz values ("ghosts", Paige 1971);
+    with full reorthogonalisation each outlier is one node per probe, holding its weight."""
+    lam = torch.cat([torch.tensor([100.0, 60.0, 30.0], dtype=torch.float64), bulk()[3:]])
+    a, u = spectral(lam)
+    est = spectral_density(a, num_probes=4, lanczos_steps=120, seed=3)
+    q = RademacherNoise(4, D, 3, STREAM).columns(0, 4) / math.sqrt(D)
+    for k, outlier in enumerate(lam[:3].tolist()):
+        near = (est.nodes - outlier).abs() < 1e-6 * outlier
+        assert near.sum(1).tolist() == [1, 1, 1, 1]
+        weight = (est.weights * near).sum(1)
+        torch.testing.assert_close(weight, (u[:, k] @ q).square(), rtol=1e-8, atol=1e-14)
+
+
 def test_probes_do_not_interact_and_seeds_reproduce(spectral):
     a, _ = spectral(bulk())
     big = spectral_density(a, num_probes=5, lanczos_steps=12, seed=4)

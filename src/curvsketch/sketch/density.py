@@ -307,7 +307,8 @@ def spectral_density(
 
     Ubaru, Chen & Saad, SIMAX 38(4), 2017, §3; Ghorbani, Krishnan & Xiao, ICML 2019, §2–3.
     All ``num_probes`` Rademacher probes advance together: ``lanczos_steps`` operator calls
-    on ``(D, num_probes)`` blocks, with full reorthogonalisation (CGS2) per probe. Memory
+    on ``(D, num_probes)`` blocks, with full reorthogonalisation per probe (classical
+    Gram–Schmidt, a second pass when the first cancelled much). Memory
     ``num_probes · lanczos_steps · D`` numbers in the operator's dtype (the bases).
 
     Args:

@@ -10,9 +10,11 @@ pass over the data serves every probe, and a Hessian-vector product on a block i
 cheaper per vector than on one). Everything else stays per probe: each probe has its own
 ``α_j``, ``β_j`` and its own orthonormal basis, stored together as a ``(P, m, D)`` tensor,
 and each new vector is reorthogonalised against its own probe's basis by batched matrix
-products (``torch.bmm``), twice (classical Gram–Schmidt twice, "CGS2": Giraud, Langou,
-Rozložník, "The loss of orthogonality in the Gram-Schmidt orthogonalization process",
-Comput. Math. Appl. 50, 2005). Full reorthogonalisation keeps the Ritz values free of the
+products (``torch.bmm``): classical Gram–Schmidt, repeated once when a pass cancelled
+much of the vector (CGS2 with the test of Daniel, Gragg, Kaufman & Stewart 1976; Giraud,
+Langou, Rozložník, "The loss of orthogonality in the Gram-Schmidt orthogonalization
+process", Comput. Math. Appl. 50, 2005: two passes give orthogonality to working
+precision). Full reorthogonalisation keeps the Ritz values free of the
 spurious copies that plain Lanczos produces in floating point (Paige 1971; Parlett, "The
 Symmetric Eigenvalue Problem", SIAM 1998, ch. 13), at ``O(P·m²·D)`` flops and ``P·m·D``
 numbers of memory.
@@ -29,6 +31,7 @@ so the ``k`` zero eigenvalues that the projection creates on ``range(U)`` are ne
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +74,34 @@ def _project_out(w: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
     if u is None:
         return w
     return w - (w @ u) @ u.T
+
+
+#: A second Gram–Schmidt pass runs when a pass leaves less than this fraction of the norm
+#: (Daniel, Gragg, Kaufman & Stewart, Math. Comp. 30(136), 1976: "twice is enough").
+REORTH_KEEP = 1 / math.sqrt(2)
+
+
+def _reorthogonalise(
+    w: torch.Tensor, own: torch.Tensor, u: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full reorthogonalisation of each probe's ``w`` (``(P, D)``) against its own Lanczos
+    vectors ``own`` (``(P, j, D)``): classical Gram–Schmidt as two batched matrix products,
+    repeated once (CGS2) only when some probe's norm dropped below :data:`REORTH_KEEP` of
+    what it was (the DGKS test), which after the three-term recurrence is rare.
+
+    Returns:
+        ``(w, ‖w‖)`` with ``‖w‖`` per probe.
+    """
+    before = torch.linalg.vector_norm(w, dim=1)
+    for _ in range(2):
+        coef = torch.bmm(own, w.unsqueeze(2))  # (P, j, 1)
+        w = w - torch.bmm(coef.transpose(1, 2), own).squeeze(1)  # (P, 1, j) @ (P, j, D)
+        w = _project_out(w, u)
+        after = torch.linalg.vector_norm(w, dim=1)
+        if bool((after >= REORTH_KEEP * before).all()):
+            break
+        before = after
+    return w, after
 
 
 def _apply(op: Any, v: torch.Tensor, active: torch.Tensor, step: int, total: int) -> torch.Tensor:
@@ -157,13 +188,7 @@ def batched_lanczos(
         if j == m - 1:
             break
         w = w - a[:, None] * v - beta_prev[:, None] * v_prev
-        # Full reorthogonalisation against the probe's own basis, twice (CGS2).
-        own = basis[:, : j + 1]  # (P, j + 1, D)
-        for _ in range(2):
-            coef = torch.bmm(own, w.unsqueeze(2))  # (P, j + 1, 1)
-            w = w - torch.bmm(own.transpose(1, 2), coef).squeeze(2)
-            w = _project_out(w, u)
-        b = torch.linalg.vector_norm(w, dim=1)
+        w, b = _reorthogonalise(w, basis[:, : j + 1], u)
         b64 = b.to(torch.float64)
         broke = active & (b64 <= BREAKDOWN_ROUNDOFFS * eps * torch.clamp(scale, min=tiny))
         active = active & ~broke
