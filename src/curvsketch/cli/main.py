@@ -7,15 +7,12 @@ No maths here: every command builds a configuration and hands it to
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
-
-from curvsketch import __version__
 
 EPILOG = """\
 examples:
@@ -96,11 +93,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from curvsketch.experiments.preflight import check_study
     from curvsketch.experiments.sweep import run_sweep
 
-    config = load_config(args.config)
-    if args.data_root:
-        config = dataclasses.replace(
-            config, data=dataclasses.replace(config.data, root=args.data_root)
-        ).validate()
+    config = load_config(args.config, data_root=args.data_root)
     out = Path(args.out or Path("results") / config.name)
     if config.sweep.widths:  # run_sweep checks every width before the first one trains
         summary = run_sweep(config, out, progress=not args.quiet)
@@ -114,17 +107,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_metrics_study(args: argparse.Namespace) -> int:
-    from curvsketch.analysis import plot_metrics_study, run_metrics_study
+    from curvsketch.experiments.entry import metrics_study
 
     bad = [d for d in args.dims if d < 2]
     if bad:
         raise ValueError(f"--dims {' '.join(map(str, args.dims))}: every D must be >= 2")
     if args.samples < 2:
         raise ValueError(f"--samples {args.samples} must be >= 2 (for the 5-95 % bands)")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = run_metrics_study(dims=tuple(args.dims), n_samples=args.samples, seed=args.seed)
-    path = plot_metrics_study(result, out / "metrics_study.png")
+    path = metrics_study(args.out, dims=args.dims, samples=args.samples, seed=args.seed)
     print(f"figure: {path}")
     return 0
 
@@ -151,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"curvsketch {__version__}")
+    from curvsketch.experiments.entry import package_version
+
+    parser.add_argument("--version", action="version", version=f"curvsketch {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser(

@@ -2,17 +2,15 @@
 
 Builds the curvature operator of a study configuration on its class-balanced Hessian
 samples (:func:`curvsketch.cli.distributed.build_operator`, the same one
-``curvsketch measure`` uses, with the trained weights of a checkpoint), sketches its
-eigenpairs with the ``[sketch]`` settings and prints the top eigenvalues, the trace with
-its standard error and a summary of the spectral density
-(:func:`curvsketch.experiments.measure_step.spectrum_estimates`, as the study records
-them). Register with :func:`add_command`.
+``curvsketch measure`` uses, with the trained weights of a checkpoint) and prints what
+:mod:`curvsketch.experiments.spectrum` computes on it: the eigenpairs sketched with the
+``[sketch]`` settings, the trace with its standard error and a summary of the spectral
+density (as the study records them). No maths here. Register with :func:`add_command`.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 from typing import Any
 
@@ -21,52 +19,16 @@ __all__ = ["add_command"]
 #: Bars of the text histogram: ``BAR_WIDTH`` characters for mass 1, none at ``BAR_FLOOR``.
 BAR_WIDTH = 30
 BAR_FLOOR = 1e-6
-#: Eigenvalues printed without ``--top`` (fewer if the sketch computes fewer).
-DEFAULT_TOP = 10
-
-
-def _check_flags(args: argparse.Namespace) -> None:
-    """Every flag's value, before any data is loaded (one error naming the flag)."""
-    from curvsketch.sketch.trace import TRACE_MIN_PRODUCTS
-
-    if args.top is not None and args.top < 1:
-        raise ValueError(f"--top {args.top} must be >= 1 (eigenvalues to print)")
-    for flag, value in (("--probes", args.probes), ("--steps", args.steps)):
-        if value is not None and value < 0:
-            raise ValueError(f"{flag} {value} must be >= 0 (0 skips the spectral density)")
-    if args.trace_products is not None and args.trace_products < 0:
-        raise ValueError(f"--trace-products {args.trace_products} must be >= 0 (0 skips the trace)")
-    if args.bins < 1:
-        raise ValueError(f"--bins {args.bins} must be >= 1 (bins of the text histogram)")
-    if args.trace_method is not None:
-        args.trace_method = args.trace_method.lower()
-    method = args.trace_method
-    if method is not None and method not in TRACE_MIN_PRODUCTS:
-        raise ValueError(
-            f"--trace-method {method!r} is not a trace estimator; use one of "
-            f"{', '.join(TRACE_MIN_PRODUCTS)}"
-        )
-
-
-def _analysis(config: Any, args: argparse.Namespace) -> Any:
-    """``config.analysis`` with the flags that were given, checked."""
-    from curvsketch.sketch.trace import TRACE_MIN_PRODUCTS
-
-    a = config.analysis
-    changes = {
-        "trace_products": args.trace_products,
-        "trace_method": args.trace_method,
-        "density_probes": args.probes,
-        "density_steps": args.steps,
-    }
-    a = dataclasses.replace(a, **{k: v for k, v in changes.items() if v is not None})
-    need = TRACE_MIN_PRODUCTS[a.trace_method]
-    if 0 < a.trace_products < need:
-        raise ValueError(
-            f"--trace-products {a.trace_products}: trace method {a.trace_method!r} needs "
-            f">= {need} products (or 0 to skip the trace)"
-        )
-    return a
+#: The flag of each argument of :func:`curvsketch.experiments.spectrum.prepare_spectrum`.
+FLAGS = {
+    "top": "--top",
+    "trace_products": "--trace-products",
+    "trace_method": "--trace-method",
+    "density_probes": "--probes",
+    "density_steps": "--steps",
+}
+#: How the printed eigenvalues are ordered, by ``[sketch] which``.
+ORDER = {"LM": "largest |λ|", "LA": "largest (algebraic)", "SA": "smallest (algebraic)"}
 
 
 def _sig(x: float | None) -> str:
@@ -82,47 +44,34 @@ def _bar(mass: float) -> str:
 def _cmd_spectrum(args: argparse.Namespace) -> int:
     from curvsketch.cli.distributed import build_operator
     from curvsketch.experiments.config import load_config
-    from curvsketch.experiments.measure_step import sketch_eigenpairs
-    from curvsketch.experiments.preflight import check_study
-    from curvsketch.experiments.spectrum_estimates import (
-        OUTLIER_FRACTION,
-        density_histogram,
-        spectrum_estimates,
-    )
+    from curvsketch.experiments.spectrum import compute_spectrum, prepare_spectrum
+    from curvsketch.experiments.spectrum_estimates import OUTLIER_FRACTION, density_histogram
 
-    _check_flags(args)
-    config = load_config(args.config)
-    if args.data_root:
-        config = dataclasses.replace(
-            config, data=dataclasses.replace(config.data, root=args.data_root)
-        ).validate()
-    analysis = _analysis(config, args)
-    dim = check_study(config, analysis=False)
-    s = config.sketch
-    outer = min(s.outer, dim)
-    if args.top is None:
-        args.top = min(DEFAULT_TOP, outer)
-    elif args.top > outer:
-        raise ValueError(
-            f"--top {args.top} exceeds the {outer} eigenpairs the sketch computes "
-            f"(sketch.outer = {s.outer}, D = {dim}); pass --top <= {outer} or raise "
-            "sketch.outer in the configuration"
-        )
+    if args.bins < 1:
+        raise ValueError(f"--bins {args.bins} must be >= 1 (bins of the text histogram)")
+    config = load_config(args.config, data_root=args.data_root)
+    job = prepare_spectrum(
+        config,
+        top=args.top,
+        trace_products=args.trace_products,
+        trace_method=args.trace_method,
+        density_probes=args.probes,
+        density_steps=args.steps,
+        flags=FLAGS,
+    )
     op = build_operator(config, args.split, args.checkpoint)
-    progress = not args.quiet
-    res = sketch_eigenpairs(op, s, progress=progress)
-    spec = spectrum_estimates(op, analysis, result=res, seed=s.seed, block_size=s.block_size)
+    report = compute_spectrum(op, job, progress=not args.quiet)
+    res, spec, dim = report.result, report.estimates, job.dim
 
     kind = config.hessian.kind.replace("hessian", "Hessian").replace("ggn", "GGN")
     where = args.checkpoint or "the untrained model (no --checkpoint)"
     print(f"{config.name}: {kind} on {args.split} samples, D = {dim:,}, at {where}")
     inner = f", inner = {res.inner}" if res.inner else ""
     print(
-        f"\ntop {args.top} eigenvalues by |λ| ({res.recovery} sketch, outer = {res.outer}"
-        f"{inner}, {res.num_products} products):"
+        f"\ntop {job.top} eigenvalues, {ORDER[job.plan.which]} first ({res.recovery} sketch, "
+        f"outer = {res.outer}{inner}, {res.num_products} products):"
     )
-    values = res.ritz_values if res.ritz_values is not None else res.eigenvalues
-    for i, lam in enumerate(values[: args.top].tolist(), start=1):
+    for i, lam in enumerate(report.values.tolist(), start=1):
         print(f"  {i:>4}  {lam: .6e}")
     if spec.trace is None:
         print("\ntrace: skipped (--trace-products 0)")
@@ -160,6 +109,8 @@ def _cmd_spectrum(args: argparse.Namespace) -> int:
 
 def add_command(subparsers: Any) -> None:
     """Register ``spectrum`` on an ``argparse`` subparsers object."""
+    from curvsketch.experiments.spectrum import DEFAULT_TOP, TRACE_METHODS
+
     p = subparsers.add_parser(
         "spectrum",
         help="top eigenvalues, trace and spectral density of a study's Hessian at a checkpoint",
@@ -192,7 +143,7 @@ def add_command(subparsers: Any) -> None:
     )
     p.add_argument(
         "--trace-method",
-        help="xtrace, hutch++ or hutchinson (default: analysis.trace_method)",
+        help=f"{', '.join(TRACE_METHODS)} (default: analysis.trace_method)",
     )
     p.add_argument(
         "--probes",

@@ -4,6 +4,10 @@ A configuration file has the sections ``[data]``, ``[model]``, ``[train]``, ``[h
 ``[sketch]``, ``[analysis]`` and optionally ``[sweep]``; every key has a default, so a file
 only names what differs from the paper's 16×16 MNIST setting (``docs/paper.md`` §4).
 Unknown sections or keys are errors that name the closest valid key.
+
+The sections (and :class:`ConfigError`) are defined in :mod:`.config_sections` and
+re-exported here; the rules a configuration must follow are :mod:`.config_rules`
+(imports point one way: ``config`` -> ``config_rules`` -> ``config_sections``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,18 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from curvsketch.experiments.config_rules import check_types, check_values
+from curvsketch.experiments.config_sections import (
+    AnalysisConfig,
+    ConfigError,
+    DataConfig,
+    HessianConfig,
+    ModelConfig,
+    SketchConfig,
+    SweepConfig,
+    TrainConfig,
+)
 
 __all__ = [
     "AnalysisConfig",
@@ -24,149 +40,9 @@ __all__ = [
     "StudyConfig",
     "SweepConfig",
     "TrainConfig",
+    "config_from_dict",
     "load_config",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration value or key is invalid; the message names the fix."""
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which samples: a bundled set, a local folder, or synthetic data.
-
-    Attributes:
-        name: ``mnist16`` (bundled, default), ``digits`` (bundled scikit-learn 8×8),
-            ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``, ``imagenet`` (read from
-            ``root``), or ``synthetic``.
-        root: folder holding a torchvision-style data set (for the folder names).
-        n_train_per_class: training samples per class (bundled sets).
-        n_test_per_class: test samples per class (bundled sets).
-        hessian_per_class: class-balanced Hessian samples per class (50 → 500 for 10 classes).
-        seed: seed of the splits and of the Hessian subsets.
-        input_shape: for ``synthetic``: the shape of one input.
-        num_classes: for ``synthetic``.
-        num_samples: for ``synthetic``: training samples (test: a quarter of it).
-    """
-
-    name: str = "mnist16"
-    root: str | None = None
-    n_train_per_class: int = 400
-    n_test_per_class: int = 100
-    hessian_per_class: int = 50
-    seed: int = 0
-    input_shape: tuple[int, ...] = (256,)
-    num_classes: int = 10
-    num_samples: int = 2000
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Which network: a name from ``curvsketch.experiments.models.MODELS`` and its arguments."""
-
-    name: str = "paper_mlp"
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Plain SGD with a constant learning rate (the paper's MNIST setting by default)."""
-
-    steps: int = 1000
-    lr: float = 0.3
-    batch_size: int = 500
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class HessianConfig:
-    """Which curvature, at which steps, on which samples, and how it is computed.
-
-    Attributes:
-        steps: training steps at which to analyse the curvature.
-        splits: ``train`` and/or ``test`` (the Hessian sample sets H_tr, H_te).
-        kind: ``hessian`` (the paper) or ``ggn``.
-        exact: ``auto`` (exact eigendecomposition when D ≤ ``max_exact_dim``), ``true``
-            or ``false``.
-        max_exact_dim: the size limit of ``auto``.
-        dtype: ``float64`` or ``float32``, for the products and the linear algebra.
-        exact_dtype: dtype of the exact reference (dense Hessian and its eigendecomposition;
-            ``float32`` halves its time at D = 7,030, eigenvalue errors stay ~1e-6 ‖H‖).
-        engine: block-product engine (``auto`` measures them).
-        micro_batch_size: samples per micro-batch (empty: all at once).
-    """
-
-    steps: tuple[int, ...] = (0, 100, 250, 500, 1000)
-    splits: tuple[str, ...] = ("train", "test")
-    kind: str = "hessian"
-    exact: str = "auto"
-    max_exact_dim: int = 12_000
-    dtype: str = "float64"
-    exact_dtype: str = "float32"
-    engine: str = "auto"
-    micro_batch_size: int | None = None
-
-
-@dataclass(frozen=True)
-class SketchConfig:
-    """Sketched eigendecomposition settings (``curvsketch.seigh``) and its error estimate."""
-
-    outer: int = 355
-    inner: int | None = 710
-    recovery: str = "singlepass"
-    noise: str = "ssrft"
-    seed: int = 0
-    block_size: int | None = None
-    power_iters: int = 0
-    error_tests: int = 30
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    """What to measure from eigenpairs and parameters.
-
-    Attributes:
-        ks: mask sizes k reported in ``results.json`` and the summary.
-        main_k: the k of the headline numbers and the overlap-vs-step figure.
-        rhos: ρ = k/D at which the seven Grassmann metrics are computed.
-        random_draws: random masks per curve (mean ± std).
-        scores: per-parameter scores whose masks are compared: ``magnitude``,
-            ``gradient``, ``ggn_diag``, ``diag_h2``.
-        ggn_diag_probes: Hutchinson probes (Rademacher) for the GGN diagonal.
-        stability_ks: k values of the stabilisation heatmaps.
-        trace_products: operator products for the trace estimate of each analysed step
-            (:func:`curvsketch.trace`, with a standard error); ``0`` skips it.
-        trace_method: ``xtrace`` (default), ``hutch++`` or ``hutchinson``.
-        density_probes: random probes of the spectral density (stochastic Lanczos
-            quadrature, :func:`curvsketch.spectral_density`); ``0`` skips it.
-        density_steps: Lanczos steps per probe of the density (its quadrature nodes);
-            ``0`` skips it.
-
-    Trace and density are deflated by the sketched eigenpairs when the recovery keeps
-    Rayleigh–Ritz values (``hmt``, ``krylov``); a ``singlepass`` result is not used.
-    """
-
-    ks: tuple[int, ...] = (10, 50, 100, 200, 350)
-    main_k: int = 350
-    rhos: tuple[float, ...] = (0.005, 0.01, 0.05)
-    random_draws: int = 10
-    scores: tuple[str, ...] = ("magnitude", "gradient", "ggn_diag", "diag_h2")
-    ggn_diag_probes: int = 100
-    stability_ks: tuple[int, ...] = (35, 70, 350)
-    trace_products: int = 60
-    trace_method: str = "xtrace"
-    density_probes: int = 8
-    density_steps: int = 40
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """Size sweep: the same study for several MLP widths (the size effect)."""
-
-    widths: tuple[int, ...] = ()
-    rho: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -199,8 +75,6 @@ class StudyConfig:
         Raises:
             ConfigError: the first problem, naming the key and the fix.
         """
-        from curvsketch.experiments.config_rules import check_types, check_values
-
         check_types(self)
         check_values(self)
         return self
@@ -263,11 +137,13 @@ def config_from_dict(raw: dict[str, Any]) -> StudyConfig:
     return StudyConfig(**kwargs).validate()
 
 
-def load_config(path: str | Path) -> StudyConfig:
+def load_config(path: str | Path, *, data_root: str | Path | None = None) -> StudyConfig:
     """Read a TOML study configuration.
 
     Args:
         path: the ``.toml`` file.
+        data_root: a folder that replaces ``data.root`` (the ``--data-root`` flag of
+            ``curvsketch run``, ``spectrum``, ``measure``); ``None`` keeps the file's.
 
     Returns:
         The validated :class:`StudyConfig`.
@@ -294,4 +170,6 @@ def load_config(path: str | Path) -> StudyConfig:
     config = config_from_dict(raw)
     if "name" not in raw:
         config = replace(config, name=path.stem)
+    if data_root:
+        config = replace(config, data=replace(config.data, root=str(data_root))).validate()
     return config

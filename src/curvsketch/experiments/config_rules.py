@@ -6,6 +6,9 @@ for a number) and :func:`check_values` (ranges, names, and the combinations that
 otherwise fail or be skipped after minutes of training). Each :class:`ConfigError`
 names the key as it is written in the TOML file and the fix. Checks that need the
 model or the data are in :mod:`curvsketch.experiments.preflight`.
+
+This module sees the sections (:mod:`.config_sections`) only, never :mod:`.config` (which
+imports it): a whole configuration is anything shaped like :class:`Study`.
 """
 
 from __future__ import annotations
@@ -17,11 +20,28 @@ import os
 import types
 import typing
 from dataclasses import fields
-from typing import Any
+from typing import Any, Protocol
 
-from curvsketch.experiments.config import ConfigError, StudyConfig
+from curvsketch.experiments.config_sections import (
+    AnalysisConfig,
+    ConfigError,
+    DataConfig,
+    HessianConfig,
+    ModelConfig,
+    SketchConfig,
+    SweepConfig,
+    TrainConfig,
+)
 
-__all__ = ["DATA_NAMES", "SCORES", "check_types", "check_values", "normalise_data_name", "toml"]
+__all__ = [
+    "DATA_NAMES",
+    "SCORES",
+    "Study",
+    "check_types",
+    "check_values",
+    "normalise_data_name",
+    "toml",
+]
 
 #: Data sets that need no files (``mnist16``, ``digits`` are bundled), then the folder ones.
 BUNDLED_DATA = ("mnist16", "digits", "synthetic")
@@ -40,6 +60,27 @@ _EXAMPLES = {
 }
 _MODEL_EXAMPLES = {"mlp": {"sizes": [256, 20, 10]}, "scaled_mlp": {"width": 40}}
 _SECTIONS = ("data", "model", "train", "hessian", "sketch", "analysis", "sweep")
+
+
+class Study(Protocol):
+    """What the rules read of a configuration (:class:`~.config.StudyConfig` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def data(self) -> DataConfig: ...
+    @property
+    def model(self) -> ModelConfig: ...
+    @property
+    def train(self) -> TrainConfig: ...
+    @property
+    def hessian(self) -> HessianConfig: ...
+    @property
+    def sketch(self) -> SketchConfig: ...
+    @property
+    def analysis(self) -> AnalysisConfig: ...
+    @property
+    def sweep(self) -> SweepConfig: ...
 
 
 def toml(value: Any) -> str:
@@ -96,7 +137,7 @@ def _type_error(key: str, value: Any, what: str, example: Any) -> ConfigError:
     return ConfigError(f"{got} must be {what}; e.g. {name} = {toml(example)}")
 
 
-def check_types(config: StudyConfig) -> None:
+def check_types(config: Study) -> None:
     """Every key of every section has the type of its field (booleans are not numbers).
 
     Raises:
@@ -145,7 +186,7 @@ def normalise_data_name(name: str) -> str | None:
     return next((n for n in FOLDER_DATA if n.replace("-", "") == key), None)
 
 
-def _check_data(config: StudyConfig) -> None:
+def _check_data(config: Study) -> None:
     d = config.data
     if normalise_data_name(d.name) is None:
         close = difflib.get_close_matches(d.name.lower(), DATA_NAMES, n=1)
@@ -167,7 +208,7 @@ def _check_data(config: StudyConfig) -> None:
         )
 
 
-def _check_model(config: StudyConfig) -> None:
+def _check_model(config: Study) -> None:
     from curvsketch.experiments.models import MODELS, model_arguments
 
     m, sweep = config.model, config.sweep.widths
@@ -212,7 +253,7 @@ def _check_model(config: StudyConfig) -> None:
         )
 
 
-def _check_training_and_curvature(config: StudyConfig) -> None:
+def _check_training_and_curvature(config: Study) -> None:
     from curvsketch.operators.engines import ENGINES
 
     t, h = config.train, config.hessian
@@ -248,8 +289,9 @@ def _check_training_and_curvature(config: StudyConfig) -> None:
     _at_least("hessian.micro_batch_size", h.micro_batch_size, 1, "samples per micro-batch")
 
 
-def _check_sketch(config: StudyConfig) -> None:
-    from curvsketch.sketch import NOISE_KINDS, RECOVERIES
+def _check_sketch(config: Study) -> None:
+    from curvsketch.sketch.noise import NOISE_KINDS
+    from curvsketch.sketch.plan import RECOVERIES, WHICH, WHICH_RECOVERIES
 
     s = config.sketch
     _one_of("sketch.recovery", s.recovery, RECOVERIES)
@@ -267,10 +309,24 @@ def _check_sketch(config: StudyConfig) -> None:
             f"sketch.power_iters = {s.power_iters} needs sketch.recovery = 'hmt'; set "
             "power_iters = 0 or recovery = 'hmt'"
         )
+    if s.which not in WHICH:
+        upper = str(s.which).upper()
+        hint = f"did you mean {upper!r}? " if upper in WHICH else ""
+        raise ConfigError(
+            f"sketch.which = {toml(s.which)} is not valid; {hint}use 'LM' (largest |λ|, the "
+            "default), 'LA' (largest algebraic) or 'SA' (smallest algebraic: the most "
+            "negative curvature)"
+        )
+    if s.which != "LM" and s.recovery not in WHICH_RECOVERIES:
+        raise ConfigError(
+            f"sketch.which = {toml(s.which)} needs sketch.recovery = 'krylov' or 'hmt' (they "
+            f"select Rayleigh–Ritz pairs); sketch.recovery = {toml(s.recovery)} finds the "
+            "largest |λ| only: set which = 'LM' or recovery = 'krylov'"
+        )
     _at_least("sketch.error_tests", s.error_tests, 1, "test vectors of the error estimate")
 
 
-def _check_analysis(config: StudyConfig) -> None:
+def _check_analysis(config: Study) -> None:
     a = config.analysis
     for i, score in enumerate(a.scores):
         _one_of(f"analysis.scores[{i}]", score, SCORES)
@@ -314,7 +370,7 @@ def _check_estimators(a: Any) -> None:
     _at_least("analysis.density_steps", a.density_steps, 0, "0 skips the spectral density")
 
 
-def _check_sweep(config: StudyConfig) -> None:
+def _check_sweep(config: Study) -> None:
     w = config.sweep
     bad = [x for x in w.widths if x < 1]
     if bad or len(set(w.widths)) < len(w.widths):
@@ -326,7 +382,7 @@ def _check_sweep(config: StudyConfig) -> None:
         raise ConfigError(f"sweep.rho = {toml(w.rho)} must lie in (0, 1), e.g. rho = 0.005")
 
 
-def check_values(config: StudyConfig) -> None:
+def check_values(config: Study) -> None:
     """Ranges, names and combinations of a configuration whose types are right.
 
     Raises:

@@ -147,7 +147,8 @@ def study_plan(op: Any, sketch: Any) -> SketchPlan:
 
     ``outer`` and ``inner`` are capped at ``D``; ``inner`` defaults to ``2·outer`` for the
     recoveries that take one (``singlepass``/``tropp``, ``krylov``) and is ignored by the
-    others (:func:`curvsketch.sketch.make_plan` with ``cap_to_dim=True``).
+    others (:func:`curvsketch.sketch.make_plan` with ``cap_to_dim=True``); ``which``
+    (``[sketch] which``, default ``"LM"``) picks the end of the spectrum.
     """
     return make_plan(
         op,
@@ -158,6 +159,7 @@ def study_plan(op: Any, sketch: Any) -> SketchPlan:
         seed=sketch.seed,
         block_size=sketch.block_size,
         power_iters=sketch.power_iters,
+        which=getattr(sketch, "which", "LM"),
         cap_to_dim=True,
     )
 

@@ -141,6 +141,8 @@ def _fingerprint(config: StudyConfig, weights: str, samples: str) -> str:
     parts["hessian"] = {k: v for k, v in parts["hessian"].items() if k not in ("steps", "splits")}
     parts["train"] = {k: v for k, v in parts["train"].items() if k != "steps"}
     parts["data"] = {k: v for k, v in parts["data"].items() if k != "root"}
+    if parts["sketch"].get("which") == "LM":  # the default: steps of older runs stay valid
+        del parts["sketch"]["which"]
     parts.pop("name")
     parts.pop("sweep")
     parts["weights"], parts["samples"] = weights, samples

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,13 @@ from curvsketch.experiments.config import ConfigError, DataConfig, StudyConfig
 from curvsketch.experiments.config_rules import normalise_data_name, toml
 from curvsketch.experiments.data import DIGITS_MIN_PER_CLASS, MNIST_5K_PER_CLASS
 from curvsketch.experiments.models import build_model, count_parameters
+from curvsketch.sketch import SketchPlan, make_plan
 
 __all__ = [
     "DataFacts",
     "check_memory_budget",
     "check_output_file",
+    "check_sketch_plan",
     "check_study",
     "check_workers",
     "data_facts",
@@ -228,8 +231,6 @@ def _check_counts(config: StudyConfig, facts: DataFacts, training: bool = True) 
 
 def _check_sizes(config: StudyConfig, D: int) -> None:
     """Every k of the analysis within the eigenpairs the sketch computes (min(outer, D))."""
-    from curvsketch.sketch.seigh import KRYLOV_BLOCK, KRYLOV_MIN_DEPTH
-
     a, s = config.analysis, config.sketch
     outer = min(s.outer, D)
     limit = f"min(sketch.outer = {s.outer}, D = {D:,} parameters) = {outer}"
@@ -249,6 +250,13 @@ def _check_sizes(config: StudyConfig, D: int) -> None:
                 f"or use ρ <= {outer / D:.3g}"
             )
     h = config.hessian
+    if s.which != "LM" and (h.exact == "true" or (h.exact == "auto" and h.max_exact_dim >= D)):
+        why = "'true'" if h.exact == "true" else f"'auto' (D = {D:,} <= hessian.max_exact_dim)"
+        raise ConfigError(
+            f"sketch.which = {toml(s.which)} with hessian.exact = {why}: the study's exact "
+            "reference is the top-|λ| eigenpairs, which the sketched ones would be compared "
+            "with; set hessian.exact = 'false' (or sketch.which = 'LM')"
+        )
     if h.exact == "true" or (h.exact == "auto" and h.max_exact_dim >= D):
         need = D * D * (8 if h.exact_dtype == "float64" else 4)
         have = _physical_memory()
@@ -263,16 +271,40 @@ def _check_sizes(config: StudyConfig, D: int) -> None:
                 f"{h.exact_dtype}), more than this machine's {have / 1e9:,.1f} GB of memory; "
                 f"set hessian.exact = 'false' (sketch only) or lower hessian.max_exact_dim"
             )
-    if s.recovery == "krylov":
-        inner = min(s.inner or 2 * outer, D)
-        width = s.block_size or max(1, min(KRYLOV_BLOCK, -(-inner // KRYLOV_MIN_DEPTH)))
-        columns = -(-inner // width) * width
-        if columns > D:
-            raise ConfigError(
-                f"sketch.inner = {inner} (capped at D) in Krylov blocks of {width} rounds up to "
-                f"{columns} columns, more than D = {D}; set sketch.block_size to a divisor of "
-                f"{inner} or lower sketch.inner to {D // width * width}"
-            )
+
+
+#: ``make_plan`` names its arguments ``inner=40``; a study's keys are ``sketch.inner = 40``.
+_PLAN_ARGUMENT = re.compile(r"\b(outer|inner|block_size|power_iters|which|recovery|noise|seed)=")
+
+
+def check_sketch_plan(config: StudyConfig, D: int) -> SketchPlan:
+    """The sketch plan of ``config.sketch`` on ``D`` parameters (the study's, the CLI's).
+
+    :func:`curvsketch.sketch.make_plan` with ``cap_to_dim=True`` (what
+    :func:`~curvsketch.experiments.measure_step.study_plan` builds on the operator): every
+    size rule lives there, none is written again here.
+
+    Raises:
+        ConfigError: make_plan's message with the ``[sketch]`` keys named as in the file.
+    """
+    s = config.sketch
+    try:
+        plan = make_plan(
+            D,
+            s.outer,
+            s.inner,
+            recovery=s.recovery,
+            noise=s.noise,
+            seed=s.seed,
+            block_size=s.block_size,
+            power_iters=s.power_iters,
+            which=s.which,
+            cap_to_dim=True,
+        )
+    except ValueError as err:
+        text = _PLAN_ARGUMENT.sub(r"sketch.\1 = ", str(err)).replace("D=", "D = ")
+        raise ConfigError(f"[sketch] on D = {D:,} parameters: {text}") from None
+    return plan
 
 
 def _physical_memory() -> int | None:
@@ -294,8 +326,8 @@ def check_study(
 
     Builds the model (unless given), runs one sample through it (from ``inputs``, or
     zeros of the shape ``config.data`` gives), and checks the class count, the
-    per-class and batch sizes, and (with ``analysis``) every k and ρ against
-    min(``sketch.outer``, D).
+    per-class and batch sizes, the sketch's sizes on D (:func:`check_sketch_plan`), and
+    (with ``analysis``) every k and ρ against min(``sketch.outer``, D).
 
     Args:
         config: a validated study configuration.
@@ -321,6 +353,7 @@ def check_study(
             raise ConfigError(f"model.kwargs: {err}") from None
     _check_model_on_data(config, model, facts, inputs)
     D = count_parameters(model)
+    check_sketch_plan(config, D)
     if analysis:
         _check_sizes(config, D)
     return D
