@@ -12,7 +12,7 @@ circle); the implicit import of a parent package (``curvsketch.sketch`` when
 ``curvsketch.sketch.noise`` is imported) does not. ``from P import name`` is an edge to the
 module ``P.name`` when that file exists, else to ``P``.
 
-Layers (``docs/design.md``; imports point down): ``cli`` > ``experiments`` > ``analysis`` >
+Layers (``docs/architecture.md``; imports point down): ``cli`` > ``experiments`` > ``analysis`` >
 ``sketch`` > ``store`` > ``operators``. ``curvsketch/progress.py`` is a shared utility below
 all of them (it imports nothing of the package); ``curvsketch/__init__.py`` and
 ``__main__.py`` are the public facade above all of them. Which lower layers each layer may
