@@ -70,6 +70,6 @@ def test_measure_workers_then_recover_equals_seigh(tmp_path, capsys) -> None:
 
 def test_measure_refuses_other_recoveries(tmp_path) -> None:
     cfg = tmp_path / "tiny.toml"
-    cfg.write_text(CONFIG.replace("inner = 20\n", "").replace('"singlepass"', '"hmt"'))
+    cfg.write_text(CONFIG.replace('"singlepass"', '"tropp"'))
     with pytest.raises(ValueError, match="singlepass"):
         _run(["measure", str(cfg), "--store", str(tmp_path / "s"), "--quiet"])

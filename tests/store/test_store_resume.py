@@ -158,8 +158,8 @@ def test_block_without_marker_is_recomputed(tmp_path, matrix, reference) -> None
 
 def test_store_refuses_non_singlepass_and_foreign_paths(tmp_path, matrix) -> None:
     op = SlowDense(matrix[:100, :100].contiguous())
-    with pytest.raises(ValueError, match="recovery='singlepass' only"):
-        seigh(op, 10, recovery="hmt", store=tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="recovery='singlepass', 'krylov' or 'hmt'"):
+        seigh(op, 10, recovery="nystrom", store=tmp_path / "a", progress=False)
     with pytest.raises(ValueError, match="needs store=PATH"):
         seigh(op, 10, memory_budget=10, progress=False)
     (tmp_path / "b").mkdir()

@@ -2,9 +2,12 @@
 
 Each ``measure`` process builds the Hessian (or GGN) of a study configuration (model,
 Hessian samples and sketch settings from the TOML that ``curvsketch run`` reads), computes
-its share of the single-pass blocks (``block % n == i``) into a shared store and exits;
-``recover`` then assembles the eigendecomposition from the complete store. Re-running a
-``measure`` resumes it. Register with :func:`add_commands`.
+its share of the blocks (``block % n == i``) into a shared store and exits; ``recover``
+then assembles the eigendecomposition from the complete store. Re-running a ``measure``
+resumes it. ``[sketch] recovery``: ``"singlepass"`` (blocks split over the workers),
+``"hmt"`` (pass by pass, as job arrays: the workers of one pass split its blocks, ``--pass
+K`` or the next pass it can; a pass needs the previous one complete) or ``"krylov"``
+(sequential: one ``measure`` process, resumable). Register with :func:`add_commands`.
 """
 
 from __future__ import annotations
@@ -101,19 +104,23 @@ def _load(args: argparse.Namespace) -> Any:
         config = dataclasses.replace(
             config, data=dataclasses.replace(config.data, root=args.data_root)
         )
-    if config.sketch.recovery != "singlepass":
+    from curvsketch.experiments.stored_sketch import STORED_RECOVERIES
+
+    if config.sketch.recovery not in STORED_RECOVERIES:
         raise ValueError(
-            f"{args.config}: sketch.recovery = {config.sketch.recovery!r}; distributed "
-            "measurements support 'singlepass' only"
+            f"{args.config}: sketch.recovery = {config.sketch.recovery!r}; stored "
+            f"measurements support {', '.join(map(repr, STORED_RECOVERIES))}"
         )
     check_study(config, analysis=False)
     return config
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from curvsketch.experiments.stored_sketch import measure_share
+    from curvsketch.experiments.stored_sketch import measure_share, store_progress
 
     config = _load(args)
+    if args.pass_ is not None and config.sketch.recovery != "hmt":
+        raise ValueError(f"--pass is for sketch.recovery = 'hmt', not {config.sketch.recovery!r}")
     op = build_operator(config, args.split, args.checkpoint)
     st = measure_share(
         op,
@@ -121,13 +128,14 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         args.store,
         worker=args.worker,
         num_workers=args.of,
+        passes=None if args.pass_ is None else [args.pass_],
         progress=not args.quiet,
     )
-    missing = len(st.missing_blocks())
+    done, total, detail = store_progress(st)
     print(
-        f"worker {args.worker}/{args.of}: done; store {args.store} has "
-        f"{st.identity.num_blocks - missing}/{st.identity.num_blocks} blocks"
-        + ("" if missing else " (complete: run `curvsketch recover`)")
+        f"worker {args.worker}/{args.of}: done; store {args.store} has {done}/{total} blocks"
+        + (f" ({detail})" if detail else "")
+        + (" (complete: run `curvsketch recover`)" if done == total else "")
     )
     return 0
 
@@ -158,16 +166,25 @@ def add_commands(subparsers: Any) -> None:
     """Register ``measure`` and ``recover`` on an ``argparse`` subparsers object."""
     m = subparsers.add_parser(
         "measure",
-        help="measure one worker's share of a single-pass sketch into a store",
+        help="measure one worker's share of a sketch into a store",
         description="Build the Hessian of CONFIG (its model, class-balanced Hessian samples "
-        "and sketch settings) and compute the single-pass blocks b with b % OF == WORKER "
-        "that the store still lacks. Run one process per worker (any machines sharing "
-        "the store's file system), then `curvsketch recover --store STORE`.",
+        "and sketch settings) and compute the blocks b with b % OF == WORKER that the store "
+        "still lacks. Run one process per worker (any machines sharing the store's file "
+        "system), then `curvsketch recover --store STORE`. recovery = 'hmt': pass by pass "
+        "(each pass after the previous one is complete; --pass K, or the next pass); "
+        "recovery = 'krylov': one process (--of 1), resumable.",
     )
     m.add_argument("config", help="TOML study configuration, e.g. configs/mnist16.toml")
     m.add_argument("--store", required=True, help="store directory (shared by all workers)")
     m.add_argument("--worker", type=int, default=0, help="this worker's index (default 0)")
     m.add_argument("--of", type=int, default=1, help="number of workers (default 1)")
+    m.add_argument(
+        "--pass",
+        dest="pass_",
+        type=int,
+        help="recovery = 'hmt': measure this pass only (0 = range finder, then the power "
+        "iterations and the Rayleigh-Ritz pass); default: every pass it can",
+    )
     m.add_argument("--split", default="train", help="Hessian samples: train or test")
     m.add_argument(
         "--checkpoint",
@@ -181,7 +198,8 @@ def add_commands(subparsers: Any) -> None:
     r = subparsers.add_parser(
         "recover",
         help="eigendecomposition from a complete measurement store",
-        description="Single-pass recovery (QR, core solve, eigenvectors) from STORE.",
+        description="Recovery from STORE (single pass: QR, core solve, eigenvectors; hmt: "
+        "Rayleigh-Ritz of the last pass; krylov: Rayleigh-Ritz of the stored basis).",
     )
     r.add_argument("--store", required=True, help="store directory filled by `measure`")
     r.add_argument("--out", help="write the EighResult here (torch.save)")

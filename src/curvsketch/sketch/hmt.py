@@ -47,10 +47,17 @@ from curvsketch.sketch.krylov import block_krylov
 from curvsketch.sketch.measure import apply_in_blocks, measure_outer
 from curvsketch.sketch.noise import STREAM_PSI, STREAM_SHIFT
 from curvsketch.sketch.plan import SketchPlan
+from curvsketch.sketch.ranks import split_over_ranks
 from curvsketch.sketch.residuals import column_residual_norms, norm_estimate, residual_floor
 from curvsketch.sketch.timing import stage_timer
 
-__all__ = ["estimate_shift", "recover_hmt", "run"]
+__all__ = [
+    "estimate_shift",
+    "recover_hmt",
+    "run",
+    "shift_back",
+    "shifted_operator",
+]
 
 
 class _Shifted:
@@ -89,15 +96,42 @@ def estimate_shift(
     return float((ritz.ritz + ritz.residuals).max())
 
 
+def shifted_operator(
+    op: Any, plan: SketchPlan, progress: Progress | None, timings: dict[str, float]
+) -> tuple[Any, float, float]:
+    """``(operator to sketch, shift c, sign)``: ``op`` itself for ``which="LM"``, else
+    ``sign·(op − cI)`` with ``c`` from :func:`estimate_shift` (module docstring)."""
+    if plan.which == "LM":
+        return op, 0.0, 1.0
+    shift = estimate_shift(op, plan, progress, timings)
+    sign = 1.0 if plan.which == "LA" else -1.0
+    return _Shifted(op, shift, sign), shift, sign
+
+
+def shift_back(
+    factors: Factors, plan: SketchPlan, shift: float, sign: float, timings: dict[str, float]
+) -> Factors:
+    """The factors of ``H`` from those of the sketched (shifted) operator, by ``which``."""
+    if plan.which == "LM":
+        return factors
+    assert factors.ritz is not None and factors.residuals is not None
+    with stage_timer(timings, "eigvec"):
+        ritz = sign * factors.ritz + shift
+        order = which_order(ritz, plan.which)
+    rot, res = factors.rot[:, order], factors.residuals[order]
+    return Factors(ritz[order], factors.basis, rot, ritz[order], res)
+
+
 def run(op: Any, plan: SketchPlan, progress: Progress | None, timings: dict[str, float]) -> Factors:
     """Range finder, ``plan.power_iters`` subspace iterations, Rayleigh–Ritz; for
-    ``which="LA"``/``"SA"`` on the shifted operator (module docstring)."""
+    ``which="LA"``/``"SA"`` on the shifted operator (module docstring).
+
+    Under an initialised ``torch.distributed`` group the columns of each block product are
+    split over the ranks and gathered (:func:`curvsketch.sketch.ranks.split_over_ranks`;
+    not for a ``collective`` operator).
+    """
     assert plan.dtype is not None and plan.device is not None
-    shift, sign = 0.0, 1.0
-    if plan.which != "LM":
-        shift = estimate_shift(op, plan, progress, timings)
-        sign = 1.0 if plan.which == "LA" else -1.0
-        op = _Shifted(op, shift, sign)
+    op, shift, sign = shifted_operator(split_over_ranks(op, plan), plan, progress, timings)
     on_block = None if progress is None else progress.update
     block = plan.block_size
     psi = plan.test_operator(STREAM_PSI, plan.outer)
@@ -123,14 +157,7 @@ def run(op: Any, plan: SketchPlan, progress: Progress | None, timings: dict[str,
             del hq
     with stage_timer(timings, "measure"):
         hq = apply_in_blocks(op, q, block, what="op @ Q (Rayleigh-Ritz)", on_block=on_block)
-    factors = recover_hmt(q, hq, timings=timings)
-    if plan.which == "LM":
-        return factors
-    assert factors.ritz is not None and factors.residuals is not None
-    with stage_timer(timings, "eigvec"):
-        ritz = sign * factors.ritz + shift
-        order = which_order(ritz, plan.which)
-    return Factors(ritz[order], q, factors.rot[:, order], ritz[order], factors.residuals[order])
+    return shift_back(recover_hmt(q, hq, timings=timings), plan, shift, sign, timings)
 
 
 def recover_hmt(

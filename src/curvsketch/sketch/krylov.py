@@ -56,10 +56,11 @@ from curvsketch.sketch.factors import Factors, eigh_sorted, which_order
 from curvsketch.sketch.measure import apply_in_blocks, column_major
 from curvsketch.sketch.noise import STREAM_PSI
 from curvsketch.sketch.plan import SketchPlan
+from curvsketch.sketch.ranks import split_over_ranks
 from curvsketch.sketch.residuals import norm_estimate, residual_floor
 from curvsketch.sketch.timing import stage_timer
 
-__all__ = ["block_krylov", "run"]
+__all__ = ["KrylovState", "block_krylov", "krylov_start", "run"]
 
 #: Columns of a projected block whose norm falls below this many unit roundoffs times the
 #: operator's largest coefficient so far are treated as lost (rank deficiency).
@@ -111,6 +112,105 @@ def _next_block(
     return q, q.T @ w
 
 
+class KrylovState:
+    """Everything the block-Lanczos recurrence of :func:`block_krylov` keeps between blocks.
+
+    After ``done`` blocks: the basis columns ``[0, min((done + 1)·b, m))`` (block ``done``
+    is the next to multiply), the projected matrix ``T = QᵀHQ`` in its first ``done·b``
+    columns (rows up to ``(done + 1)·b``: the coefficients and ``R_j``), the running
+    largest coefficient ``scale`` (deflation tolerance), the random generator of the
+    deflation fill, and after the last block ``last_r`` (the residual block's ``R``). A
+    store (:mod:`curvsketch.sketch.stored_krylov`) commits exactly this after each block,
+    so a resumed run continues bitwise where it stopped.
+
+    Attributes:
+        basis: ``(D, m)`` column-major.
+        coupling: ``(m, m)``, ``T``.
+        width: ``b``.
+        num_blocks: ``d``.
+        done: blocks multiplied so far.
+        scale: largest ``|coefficient|`` so far.
+        generator: CPU generator of the deflation fill.
+        last_r: ``(b, b)`` after the last block, else zeros.
+    """
+
+    def __init__(self, start: torch.Tensor, num_blocks: int, seed: int = 0) -> None:
+        dim, width = int(start.shape[0]), int(start.shape[1])
+        total = num_blocks * width
+        if total > dim:
+            raise ValueError(
+                f"the Krylov basis of {num_blocks} blocks of {width} has {total} columns, more "
+                f"than the dimension D={dim}: use at most {dim // max(width, 1)} blocks"
+            )
+        self.dtype, self.device = start.dtype, start.device
+        self.width, self.num_blocks, self.total, self.dim = width, num_blocks, total, dim
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.basis = column_major((dim, total), dtype=self.dtype, device=self.device)
+        self.coupling = torch.zeros((total, total), dtype=self.dtype, device=self.device)
+        self.scale = 0.0
+        self.done = 0
+        self.last_r = torch.zeros((width, width), dtype=self.dtype, device=self.device)
+
+    def start(self, start: torch.Tensor, timings: dict[str, float] | None = None) -> None:
+        """Orthonormalise the start block into the first basis columns."""
+        with stage_timer(timings, "qr"):
+            self.basis[:, : self.width] = torch.linalg.qr(start, mode="reduced").Q
+
+    def step(
+        self,
+        op: Any,
+        *,
+        block_size: int,
+        on_block: Callable[[int], Any] | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> None:
+        """Multiply block ``done`` by ``op``, project it and append the next basis block."""
+        j, width, num_blocks = self.done, self.width, self.num_blocks
+        c0, c1 = j * width, (j + 1) * width
+        eps = torch.finfo(self.dtype).eps
+        basis, coupling = self.basis, self.coupling
+        with stage_timer(timings, "measure"):
+            what = f"op @ Q (Krylov block {j + 1} of {num_blocks})"
+            w = apply_in_blocks(op, basis[:, c0:c1], block_size, what=what, on_block=on_block)
+        with stage_timer(timings, "qr"):
+            local = min(c1, 2 * width)
+            coupling[:c1, c0:c1] = _project(basis[:, :c1], w, local)
+            self.scale = max(self.scale, float(coupling[:c1, c0:c1].abs().max()))
+            tol = _DEFLATION_ROUNDOFFS * eps * max(self.scale, torch.finfo(self.dtype).tiny)
+            if j + 1 < num_blocks:
+                q, r = _next_block(w, basis[:, :c1], tol, self.generator)
+                basis[:, c1 : c1 + width] = q
+                coupling[c1 : c1 + width, c0:c1] = r
+            else:
+                self.last_r = torch.linalg.qr(w, mode="r").R
+            del w
+        self.done = j + 1
+
+    def ritz(
+        self, *, keep: int | None = None, which: str = "LM", timings: dict[str, float] | None = None
+    ) -> Factors:
+        """Rayleigh–Ritz on the complete basis (see :func:`block_krylov`, Returns)."""
+        assert self.done == self.num_blocks, "ritz() needs every Krylov block"
+        total, width = self.total, self.width
+        theta, rot = eigh_sorted(self.coupling, which, timings)
+        count = total if keep is None else min(int(keep), total)
+        with stage_timer(timings, "core"):
+            rot = rot[:, :count].contiguous()
+            theta = theta[:count]
+            residuals = torch.linalg.vector_norm(self.last_r @ rot[total - width :], dim=0)
+            if which == "LM":
+                sign = torch.where(theta < 0, -1.0, 1.0).to(theta.dtype)
+                values = sign * torch.hypot(theta, residuals)
+            else:
+                values = theta
+            order = which_order(values, which)
+            # The free residual sees only the exact three-term relation, not its rounding:
+            # floor it at the rounding level so that the intervals hold (see .residuals).
+            floor = residual_floor(norm_estimate(values), self.dim, total, self.dtype)
+            bounds = residuals + floor
+        return Factors(values[order], self.basis, rot[:, order], theta[order], bounds[order])
+
+
 def block_krylov(
     op: Any,
     start: torch.Tensor,
@@ -129,7 +229,8 @@ def block_krylov(
     Webber 2023, §11) with block-Lanczos coefficients and full reorthogonalisation; see the
     module docstring. Products: ``num_blocks · b`` (``b = start.shape[1]``); memory: the
     ``D × m`` basis (``m = num_blocks · b``), one ``D × b`` block and the ``m × m`` matrix
-    ``T``. Orthogonalisation costs about ``2·D·m²`` flops, all in matrix products.
+    ``T``. Orthogonalisation costs about ``2·D·m²`` flops, all in matrix products. The
+    state between blocks is a :class:`KrylovState`.
 
     Args:
         op: symmetric ``D × D`` operator with ``@`` on ``(D, n)`` blocks.
@@ -156,67 +257,32 @@ def block_krylov(
         (:func:`curvsketch.sketch.hmt.recover_hmt`), all sorted by ``|values|``; for
         ``which="LA"``/``"SA"`` ``values = θ``, sorted descending / ascending.
     """
-    dim, width = int(start.shape[0]), int(start.shape[1])
-    total = num_blocks * width
-    if total > dim:
-        raise ValueError(
-            f"the Krylov basis of {num_blocks} blocks of {width} has {total} columns, more "
-            f"than the dimension D={dim}: use at most {dim // max(width, 1)} blocks"
-        )
-    dtype, device = start.dtype, start.device
-    eps = torch.finfo(dtype).eps
-    generator = torch.Generator().manual_seed(int(seed))
-    basis = column_major((dim, total), dtype=dtype, device=device)
-    coupling = torch.zeros((total, total), dtype=dtype, device=device)
-    scale = 0.0
-    with stage_timer(timings, "qr"):
-        basis[:, :width] = torch.linalg.qr(start, mode="reduced").Q
-    last_r = torch.zeros((width, width), dtype=dtype, device=device)
-    for j in range(num_blocks):
-        c0, c1 = j * width, (j + 1) * width
-        with stage_timer(timings, "measure"):
-            what = f"op @ Q (Krylov block {j + 1} of {num_blocks})"
-            w = apply_in_blocks(op, basis[:, c0:c1], block_size, what=what, on_block=on_block)
-        with stage_timer(timings, "qr"):
-            local = min(c1, 2 * width)
-            coupling[:c1, c0:c1] = _project(basis[:, :c1], w, local)
-            scale = max(scale, float(coupling[:c1, c0:c1].abs().max()))
-            tol = _DEFLATION_ROUNDOFFS * eps * max(scale, torch.finfo(dtype).tiny)
-            if j + 1 < num_blocks:
-                q, r = _next_block(w, basis[:, :c1], tol, generator)
-                basis[:, c1 : c1 + width] = q
-                coupling[c1 : c1 + width, c0:c1] = r
-            else:
-                last_r = torch.linalg.qr(w, mode="r").R
-            del w
-    theta, rot = eigh_sorted(coupling, which, timings)
-    count = total if keep is None else min(int(keep), total)
-    with stage_timer(timings, "core"):
-        rot = rot[:, :count].contiguous()
-        theta = theta[:count]
-        residuals = torch.linalg.vector_norm(last_r @ rot[total - width :], dim=0)
-        if which == "LM":
-            sign = torch.where(theta < 0, -1.0, 1.0).to(theta.dtype)
-            values = sign * torch.hypot(theta, residuals)
-        else:
-            values = theta
-        order = which_order(values, which)
-        # The free residual sees only the exact three-term relation, not its rounding:
-        # floor it at the rounding level so that the intervals hold (see .residuals).
-        floor = residual_floor(norm_estimate(values), dim, total, dtype)
-        bounds = residuals + floor
-    return Factors(values[order], basis, rot[:, order], theta[order], bounds[order])
+    state = KrylovState(start, num_blocks, seed)
+    state.start(start, timings)
+    for _ in range(num_blocks):
+        state.step(op, block_size=block_size, on_block=on_block, timings=timings)
+    return state.ritz(keep=keep, which=which, timings=timings)
+
+
+def krylov_start(plan: SketchPlan) -> torch.Tensor:
+    """The ``(D, b)`` start block of a ``"krylov"`` plan: the first ``b`` rows of ``Ψ``."""
+    width = plan.block_size
+    psi = plan.test_operator(STREAM_PSI, width)
+    return psi.columns(0, width, dtype=plan.dtype or torch.float64, device=plan.device or "cpu")
 
 
 def run(op: Any, plan: SketchPlan, progress: Progress | None, timings: dict[str, float]) -> Factors:
     """``plan.blocks`` Krylov blocks of ``plan.block_size`` from the first rows of ``Ψ``,
-    keeping ``plan.outer`` Ritz pairs by ``plan.which`` (:func:`block_krylov`)."""
+    keeping ``plan.outer`` Ritz pairs by ``plan.which`` (:func:`block_krylov`).
+
+    Under an initialised ``torch.distributed`` group the columns of each block's product
+    are split over the ranks and gathered (:func:`curvsketch.sketch.ranks.split_over_ranks`;
+    not for a ``collective`` operator, which every rank multiplies whole).
+    """
     width = plan.block_size
-    psi = plan.test_operator(STREAM_PSI, width)
-    start = psi.columns(0, width, dtype=plan.dtype or torch.float64, device=plan.device or "cpu")
     return block_krylov(
-        op,
-        start,
+        split_over_ranks(op, plan),
+        krylov_start(plan),
         plan.blocks,
         block_size=width,
         keep=plan.outer,

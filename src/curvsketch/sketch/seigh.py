@@ -134,13 +134,18 @@ def seigh(
         device: must be ``None`` or ``op.device``.
         progress: report products done / total, rate and ETA on stderr (blocks with
             ``store=``, reused blocks included).
-        store: ``"singlepass"`` only: a local path (Zarr v3), ``"memory"`` or a
-            :class:`curvsketch.store.MeasurementStore`. Blocks are committed to it as they
-            are measured; blocks already there (same run: the store checks the operator
-            fingerprint and all settings) are reused bitwise, so a killed run resumes where
-            it stopped and ends with the uninterrupted result. Under an initialised
-            ``torch.distributed`` (``torchrun``) the ranks split the blocks and rank 0
-            recovers: other ranks return ``None``. See :mod:`curvsketch.sketch.stored`.
+        store: ``"singlepass"``, ``"krylov"`` or ``"hmt"``: a local path (Zarr v3),
+            ``"memory"`` or a store object (:class:`curvsketch.store.MeasurementStore` for
+            the single pass, :class:`curvsketch.store.StepStore` for the others). Blocks
+            are committed to it as they are measured (a Krylov block with the state of the
+            recurrence, each block of each HMT pass); blocks already there (same run: the
+            store checks the operator fingerprint and all settings) are reused, so a killed
+            run resumes where it stopped and ends with the uninterrupted result. Under an
+            initialised ``torch.distributed`` (``torchrun``) the ranks split the blocks
+            (single pass) or the columns of every block (krylov, hmt; every rank multiplies
+            every block of a ``collective`` operator, and only rank 0 writes), and rank 0
+            returns the result: other ranks return ``None``. See
+            :mod:`curvsketch.sketch.stored`.
         memory_budget: bytes (with a store path): when the ``D × o`` outer sketch is larger,
             QR, core and eigenvectors run out of core and the result's ``Q`` is a
             :class:`curvsketch.store.ZarrMatrix` of the eigenvectors on disk.

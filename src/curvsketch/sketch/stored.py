@@ -1,4 +1,11 @@
-"""Single-pass SEIGH measured into a store: resumable, split over workers, recovered later.
+"""Sketches measured into a store: resumable, split over workers, recovered later.
+
+This module holds the single pass and the public entry points of every stored recovery:
+:func:`measure`, :func:`measure_plan`, :func:`recover` and :func:`solve_stored` hand a
+``"krylov"`` or ``"hmt"`` plan to :mod:`.stored_krylov` / :mod:`.stored_hmt` (a step
+store: each Krylov block with the recurrence's state, each block of each HMT pass,
+committed atomically; :mod:`curvsketch.store.steps`). The rest of this docstring is the
+single pass.
 
 :func:`measure` computes the blocks of products a store still lacks (optionally only one
 worker's share, ``block % num_workers == worker``) and commits each atomically;
@@ -23,7 +30,13 @@ and are finite (:mod:`curvsketch.store.integrity`) and names any damaged block.
 Under ``torchrun``: when ``torch.distributed`` is initialised and no worker is given,
 the rank and world size split the blocks, all ranks meet at ``dist.barrier()`` after
 measuring, and only rank 0 recovers (:func:`seigh` returns ``None`` on the other ranks).
-The store must be a path on a file system all ranks share.
+The store must be a path on a file system all ranks share. A ``collective`` operator
+(``op.collective is True``, e.g. :class:`curvsketch.operators.DataParallelOperator`, which
+spreads every product over the ranks itself) is not split: every rank measures every
+block (rank 0's list of missing blocks is broadcast) and only rank 0 writes. For
+``"krylov"`` and ``"hmt"`` every rank runs the whole recovery, the columns of each product
+split over the ranks (:mod:`.ranks`; whole for a ``collective`` operator), and only rank 0
+writes to a store on disk.
 """
 
 from __future__ import annotations
@@ -32,29 +45,26 @@ from typing import Any
 
 import torch
 
-from curvsketch.progress import Progress
 from curvsketch.sketch.factors import Factors, to_result
-from curvsketch.sketch.measure import measure_block
-from curvsketch.sketch.noise import STREAM_PHI, STREAM_PSI
 from curvsketch.sketch.plan import SketchPlan, make_plan
 from curvsketch.sketch.result import EighResult
-from curvsketch.sketch.singlepass import recover_singlepass
+from curvsketch.sketch.stored_common import (
+    STORED_RECOVERIES,
+    distributed_worker,
+    plan_identity,
+)
+from curvsketch.sketch.stored_singlepass import (
+    measure_singlepass_store,
+    recover_singlepass_store,
+)
 from curvsketch.sketch.symmetry import SYMMETRY_PRODUCTS, check_symmetric
-from curvsketch.sketch.timing import stage_timer
-from curvsketch.sketch.writer import BlockWriter
 from curvsketch.store import (
-    DamagedBlocksError,
     MeasurementStore,
     RunIdentity,
+    StepStore,
     ZarrStore,
-    check_chunks,
-    check_finite,
-    fingerprint,
-    open_store,
 )
-from curvsketch.store.identity import needs_probe
-from curvsketch.store.integrity import nonfinite_blocks
-from curvsketch.store.probe import probe_digest
+from curvsketch.store.zarr_steps import STEPS_FORMAT, ZarrStepStore, store_format
 
 __all__ = [
     "distributed_worker",
@@ -65,27 +75,6 @@ __all__ = [
     "run_identity",
     "solve_stored",
 ]
-
-
-def plan_identity(op: Any, plan: SketchPlan, *, probe: bool = True) -> RunIdentity:
-    """The :class:`RunIdentity` of a single-pass ``plan`` on ``op``.
-
-    Args:
-        op: the operator the plan was made for.
-        plan: a ``"singlepass"`` :class:`SketchPlan`.
-        probe: compute the probe product (one product of ``op``) into the identity;
-            ``False`` leaves it out (:meth:`RunIdentity.with_probe` adds it later).
-    """
-    assert plan.recovery == "singlepass" and plan.inner is not None
-    return RunIdentity(
-        operator=fingerprint(op, probe=probe),
-        recovery=plan.recovery,
-        noise=plan.noise,
-        seed=plan.seed,
-        outer=plan.outer,
-        inner=plan.inner,
-        block_size=plan.block_size,
-    )
 
 
 def run_identity(
@@ -108,61 +97,45 @@ def run_identity(
     return plan_identity(op, plan, probe=probe)
 
 
-def distributed_worker(worker: int | None, num_workers: int | None) -> tuple[int, int, bool]:
-    """Resolve ``(worker, num_workers, under_torch_distributed)``.
-
-    Explicit values win; otherwise an initialised ``torch.distributed`` gives
-    ``(rank, world_size, True)``; otherwise ``(0, 1, False)``.
-
-    Raises:
-        ValueError: only one of ``worker``/``num_workers`` given, or ``worker`` out of range.
-    """
-    if worker is None and num_workers is None:
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size(), True
-        return 0, 1, False
-    if worker is None or num_workers is None:
-        raise ValueError(
-            f"worker={worker!r}, num_workers={num_workers!r}: give both (e.g. worker=0, "
-            "num_workers=4) or neither"
-        )
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-        raise ValueError(f"num_workers must be a positive integer, got {num_workers!r}")
-    if isinstance(worker, bool) or not isinstance(worker, int) or not 0 <= worker < num_workers:
-        raise ValueError(f"worker must be an integer in [0, {num_workers}), got {worker!r}")
-    return worker, num_workers, False
-
-
 def measure(
     op: Any,
     outer: int,
     inner: int | None = None,
     *,
     store: Any,
+    recovery: str = "singlepass",
     noise: str = "ssrft",
     seed: int = 0,
     block_size: int | None = None,
+    power_iters: int = 0,
+    which: str = "LM",
     worker: int | None = None,
     num_workers: int | None = None,
+    passes: Any = None,
     progress: bool = True,
     timings: dict[str, float] | None = None,
     check_symmetry: bool = True,
-) -> MeasurementStore:
-    """Measure the single-pass sketch blocks this worker owns and ``store`` still lacks.
+) -> MeasurementStore | StepStore:
+    """Measure the blocks of a sketch this worker owns and ``store`` still lacks.
 
     Args:
         op: symmetric ``D × D`` operator.
         outer: ``o``.
-        inner: ``s`` (default ``min(2·o, D)``); ``s`` products in all.
-        store: a local path (Zarr), ``"memory"`` or a :class:`MeasurementStore`.
-        noise: test-operator kind.
-        seed: test-operator seed.
-        block_size: products per block (default ``min(64, s)``); part of the identity.
+        inner: ``s`` (default ``min(2·o, D)``): the single pass's products, or the Krylov
+            basis size (``recovery="krylov"``); ``None`` for ``"hmt"``.
+        store: a local path (Zarr), ``"memory"`` or a store object
+            (:class:`MeasurementStore` for the single pass, :class:`StepStore` else).
+        recovery: ``"singlepass"``, ``"krylov"`` (sequential: one process, or the ranks of
+            ``torchrun`` splitting each block's columns) or ``"hmt"`` (pass by pass).
+        noise, seed, block_size, power_iters, which: as in :func:`curvsketch.sketch.seigh`;
+            all part of the store's run identity.
         worker: this worker's index (with ``num_workers``); default: the
             ``torch.distributed`` rank if initialised, else 0.
         num_workers: number of workers; blocks with ``b % num_workers == worker`` are
-            this worker's.
+            this worker's (for ``"hmt"``: of each pass).
+        passes: ``"hmt"`` only: the passes this call may measure (default: every pass
+            it can; with several workers it stops at the first pass that others must
+            finish, see :func:`curvsketch.sketch.stored_hmt.measure_hmt`).
         progress: report blocks done / total on stderr, reused blocks included.
         timings: optional dict; adds ``measure`` seconds.
         check_symmetry: before the first block, compare ``uᵀHv`` with ``vᵀHu``
@@ -173,7 +146,7 @@ def measure(
     Products: those of the missing blocks of this worker, plus one probe product ``H v``
     for the run identity (skipped for a dense operator whose matrix is hashed whole). An
     operator that counts its products (``op.num_products``) shows the probe; the
-    :class:`EighResult` of :func:`recover` counts the sketch's ``s`` products only.
+    :class:`EighResult` of :func:`recover` counts the sketch's products only.
 
     Returns:
         The bound store. Under ``torch.distributed`` every rank has passed a barrier, so
@@ -184,17 +157,39 @@ def measure(
             nothing is written to it).
         AsymmetricOperatorError: ``op`` is not symmetric (nothing is written).
     """
-    plan = make_plan(op, outer, inner, noise=noise, seed=seed, block_size=block_size, who="measure")
+    plan = make_plan(
+        op,
+        outer,
+        inner,
+        recovery=recovery,
+        noise=noise,
+        seed=seed,
+        block_size=block_size,
+        power_iters=power_iters,
+        which=which,
+        who="measure",
+    )
     return measure_plan(
         op,
         plan,
         store=store,
         worker=worker,
         num_workers=num_workers,
+        passes=passes,
         progress=progress,
         timings=timings,
         check_symmetry=check_symmetry,
     )
+
+
+def _check_stored(plan: SketchPlan, who: str) -> None:
+    if plan.recovery not in STORED_RECOVERIES:
+        iters = f", power_iters={plan.power_iters}" if plan.power_iters else ""
+        raise ValueError(
+            f"{who}: store= supports recovery='singlepass', 'krylov' or 'hmt', got "
+            f"recovery={plan.recovery!r}{iters}; use store=None for 'tropp' and 'nystrom' "
+            "(they measure in memory)"
+        )
 
 
 def measure_plan(
@@ -204,72 +199,73 @@ def measure_plan(
     store: Any,
     worker: int | None = None,
     num_workers: int | None = None,
+    passes: Any = None,
     progress: bool = True,
     timings: dict[str, float] | None = None,
     check_symmetry: bool = True,
-) -> MeasurementStore:
-    """:func:`measure` of a single-pass ``plan`` (:func:`make_plan`) already validated."""
-    base = plan_identity(op, plan, probe=False)
-    worker, num_workers, under_dist = distributed_worker(worker, num_workers)
-    st = open_store(store)
-    st.check_compatible(base)  # every field but the probe, before any product
-    psi = plan.test_operator(STREAM_PSI, base.inner)
-    phi = plan.test_operator(STREAM_PHI, base.inner)
-    mine = list(range(worker, plan.blocks, num_workers))
-    done = st.done_blocks()
-    todo = [b for b in mine if b not in done]
-    if check_symmetry and todo:
-        check_symmetric(op, "measure", block_size=min(base.block_size, SYMMETRY_PRODUCTS))
-    who = f" (worker {worker}/{num_workers})" if num_workers > 1 else ""
-    desc = f"seigh[singlepass] blocks{who}"
+) -> MeasurementStore | StepStore:
+    """:func:`measure` of a ``plan`` (:func:`make_plan`) already validated."""
+    _check_stored(plan, "measure")
+    if plan.recovery == "singlepass":
+        if passes is not None:
+            raise ValueError("passes= is for recovery='hmt' only; leave it None")
+        return measure_singlepass_store(
+            op, plan, store, worker, num_workers, progress, timings, check_symmetry
+        )
+    if check_symmetry:
+        check_symmetric(op, "measure", block_size=min(plan.block_size, SYMMETRY_PRODUCTS))
+    if plan.recovery == "krylov":
+        from curvsketch.sketch.stored_krylov import measure_krylov
 
-    def block(b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        i0, i1 = base.block_range(b)
-        y, z = measure_block(op, psi, i0, i1, inner=phi, dtype=op.dtype, device=op.device)
-        assert z is not None
-        return y, z
+        if passes is not None or (num_workers or 1) > 1:
+            raise ValueError(
+                "recovery='krylov' is sequential (block j + 1 needs block j): measure it in "
+                "one process (it resumes after the last committed block), or under torchrun, "
+                "where the ranks split the columns of every block; passes= is for 'hmt'"
+            )
+        st = measure_krylov(op, plan, store=store, progress=progress, timings=timings)[0]
+    else:
+        from curvsketch.sketch.stored_hmt import measure_hmt
 
-    with (
-        stage_timer(timings, "measure"),
-        Progress(len(mine), desc, enabled=progress, unit="blocks") as bar,
-    ):
-        first = block(todo[0]) if todo else None
-        identity = base.with_probe(probe_digest(op)) if needs_probe(base.operator) else base
-        st.bind(identity)  # creates the store, or compares the probe too: refused unwritten
-        bar.update(len(mine) - len(todo))
-        writer = BlockWriter(st, bar)
-        try:
-            for b in todo:  # the first was measured above
-                y, z = first if first is not None else block(b)
-                first = None
-                writer.submit(b, y, z)
-        finally:
-            writer.close()
+        st = measure_hmt(
+            op,
+            plan,
+            store=store,
+            worker=worker,
+            num_workers=num_workers,
+            passes=passes,
+            progress=progress,
+            timings=timings,
+        ).store
+    _, _, under_dist = distributed_worker(worker, num_workers)
     if under_dist:
         torch.distributed.barrier()
     return st
 
 
-def _bound(store: Any) -> MeasurementStore:
-    st = open_store(store)
-    if st._identity is None:
-        if not isinstance(st, ZarrStore):
-            raise ValueError(f"recover: {st!r} holds no measurements; run measure() into it first")
-        if not (st.path / "zarr.json").is_file():
-            raise FileNotFoundError(
-                f"recover: no measurement store at {st.path}; run measure() (or `curvsketch "
-                "measure`) into it first"
-            )
-        st.bind(st.stored_identity())
-    return st
+def _step_store(store: Any) -> StepStore | None:
+    """The step store ``store`` is or holds (``None``: a single-pass store)."""
+    if isinstance(store, StepStore):
+        return store
+    if isinstance(store, str) and store == "memory":
+        return None
+    if isinstance(store, str | ZarrStore) or hasattr(store, "__fspath__"):
+        path = store.path if isinstance(store, ZarrStore) else store
+        if store_format(path) == STEPS_FORMAT:
+            st = ZarrStepStore(path)
+            st.open_existing()
+            return st
+    return None
 
 
-def _raise_if_damaged(st: MeasurementStore, err: BaseException | None) -> None:
-    """After a failed out-of-core recovery: raise :class:`DamagedBlocksError` if a done
-    block's ``Y`` columns are not finite (one more pass over ``Y``)."""
-    problems = nonfinite_blocks(st, st.done_blocks())
-    if problems:
-        raise DamagedBlocksError(st, problems) from err
+def _recover_steps(st: StepStore, timings: dict[str, float] | None) -> EighResult:
+    if st.identity.recovery == "krylov":
+        from curvsketch.sketch.stored_krylov import recover_krylov
+
+        return recover_krylov(st, timings=timings)
+    from curvsketch.sketch.stored_hmt import recover_hmt_store
+
+    return recover_hmt_store(st, timings=timings)
 
 
 def recover(
@@ -303,66 +299,24 @@ def recover(
         ValueError: blocks are missing (the message says how many and how to finish).
         DamagedBlocksError: a done block's data are missing, truncated or not finite (the
             message names each block, its products and how to measure it again).
-    """
-    st = _bound(store)
-    ident = st.identity
-    missing = st.missing_blocks()
-    if missing:
-        raise ValueError(
-            f"recover: {len(missing)} of {ident.num_blocks} blocks are missing from "
-            f"{st.location} (first: {missing[:5]}); run measure() (or every `curvsketch "
-            "measure --worker i --of n`) into this store first"
-        )
-    timings = {} if timings is None else timings
-    plan = make_plan(
-        ident.dim,
-        ident.outer,
-        ident.inner,
-        noise=ident.noise,
-        seed=ident.seed,
-        block_size=ident.block_size,
-        who="recover",
-    )
-    block = block_size or plan.block_size
-    psi = plan.test_operator(STREAM_PSI, ident.inner)
-    phi = plan.test_operator(STREAM_PHI, ident.inner)
-    itemsize = torch.empty(0, dtype=getattr(torch, ident.dtype)).element_size()
-    if memory_budget is not None and ident.dim * ident.outer * itemsize > memory_budget:
-        if not isinstance(st, ZarrStore):
-            raise ValueError(
-                f"memory_budget={memory_budget} is below the outer sketch's "
-                f"{ident.dim * ident.outer * itemsize} bytes: out-of-core recovery needs a "
-                "store on disk; pass store=PATH"
-            )
-        from curvsketch.sketch.outofcore import recover_singlepass_out_of_core
 
-        check_chunks(st)
-        check_finite(st, read_y=False)  # Z (s × s); Y is checked only if the result is bad
-        try:
-            values, vectors = recover_singlepass_out_of_core(
-                st, phi, psi, memory_budget=memory_budget, block_size=block, timings=timings
+    A store of ``"krylov"`` or ``"hmt"`` (a :class:`StepStore`, or a path holding one) is
+    recovered in memory by :func:`curvsketch.sketch.stored_krylov.recover_krylov` /
+    :func:`curvsketch.sketch.stored_hmt.recover_hmt_store` (``memory_budget``,
+    ``block_size`` and ``device`` do not apply).
+    """
+    steps = _step_store(store)
+    if steps is not None:
+        if memory_budget is not None:
+            raise ValueError(
+                f"memory_budget={memory_budget}: out-of-core recovery is for "
+                f"recovery='singlepass' only; the {steps.identity.recovery!r} store "
+                f"{steps.location} recovers in memory (leave memory_budget=None)"
             )
-        except Exception as err:
-            _raise_if_damaged(st, err)
-            raise
-        if not bool(torch.isfinite(values).all()):
-            _raise_if_damaged(st, None)
-            raise FloatingPointError(
-                f"recover: the out-of-core recovery from {st.location} gave non-finite "
-                "eigenvalues although every block is finite; recover in memory (a larger "
-                "memory_budget) to compare"
-            )
-        basis, rot = vectors, None
-    else:
-        check_chunks(st)
-        y_np, z_np = st.read_y(), st.read_z()
-        check_finite(st, y=y_np, z=z_np)
-        y = torch.from_numpy(y_np).to(device)
-        z = torch.from_numpy(z_np).to(device)
-        factors = recover_singlepass(y, z, phi, psi, block_size=block, timings=timings)
-        values, basis, rot = factors.values, factors.basis, factors.rot
-    # out of core, the basis is a ZarrMatrix of the eigenvectors on disk (duck-typed)
-    return to_result(plan, Factors(values, basis, rot), timings)  # type: ignore[arg-type]
+        return _recover_steps(steps, timings)
+    return recover_singlepass_store(
+        store, memory_budget=memory_budget, block_size=block_size, device=device, timings=timings
+    )
 
 
 def solve_stored(
@@ -379,24 +333,33 @@ def solve_stored(
     recover (rank 0 only under ``torch.distributed``: other ranks return ``None``).
 
     The symmetry check of :func:`curvsketch.sketch.seigh` runs before any product of the
-    store; the store's identity checks run inside :func:`measure_plan`.
+    store; the store's identity checks run inside the measuring functions. ``"krylov"``
+    and ``"hmt"`` recover from the state they end with (no second read of the store).
     """
     if store is None:
         raise ValueError(
             f"memory_budget={memory_budget!r} needs store=PATH (the out-of-core recovery keeps "
             "the sketch and its basis on disk)"
         )
-    if plan.recovery != "singlepass":
-        iters = f", power_iters={plan.power_iters}" if plan.power_iters else ""
+    _check_stored(plan, "seigh")
+    if memory_budget is not None and plan.recovery != "singlepass":
         raise ValueError(
-            f"store= supports recovery='singlepass' only, got recovery={plan.recovery!r}"
-            f"{iters}; use store=None for 'tropp', 'hmt', 'nystrom' and 'krylov' (they "
-            "measure in memory)"
+            f"memory_budget={memory_budget}: out-of-core recovery is for "
+            f"recovery='singlepass' only; recovery={plan.recovery!r} recovers in memory "
+            "(leave memory_budget=None)"
         )
     if check_symmetry:
         width = min(plan.block_size, SYMMETRY_PRODUCTS)
         check_symmetric(op, "seigh", rtol=symmetry_rtol, block_size=width)
     timings: dict[str, float] = {}
+    if plan.recovery != "singlepass":
+        factors = _solve_steps(op, plan, store, progress, timings)
+        rank, _, under_dist = distributed_worker(None, None)
+        if under_dist:
+            torch.distributed.barrier()
+            if rank != 0:
+                return None
+        return to_result(plan, factors, timings)
     st = measure_plan(
         op, plan, store=store, progress=progress, timings=timings, check_symmetry=False
     )
@@ -404,3 +367,18 @@ def solve_stored(
     if under_dist and rank != 0:
         return None
     return recover(st, memory_budget=memory_budget, device=op.device, timings=timings)
+
+
+def _solve_steps(
+    op: Any, plan: SketchPlan, store: Any, progress: bool, timings: dict[str, float]
+) -> Factors:
+    if plan.recovery == "krylov":
+        from curvsketch.sketch.stored_krylov import measure_krylov
+
+        state = measure_krylov(op, plan, store=store, progress=progress, timings=timings)[1]
+        return state.ritz(keep=plan.outer, which=plan.which, timings=timings)
+    from curvsketch.sketch.stored_hmt import finish, measure_hmt
+
+    run = measure_hmt(op, plan, store=store, progress=progress, timings=timings)
+    assert run.q is not None and run.hq is not None
+    return finish(plan, run.q, run.hq, run.shift, run.sign, timings)

@@ -10,7 +10,7 @@ import torch
 from curvsketch.progress import Progress
 from curvsketch.store import MeasurementStore
 
-__all__ = ["MAX_PENDING", "BlockWriter"]
+__all__ = ["MAX_PENDING", "BlockWriter", "StepWriter"]
 
 #: Blocks in flight to the store (copied off the device, not yet written).
 MAX_PENDING = 2
@@ -62,5 +62,51 @@ class BlockWriter:
         try:
             for f in self.pending:
                 f.result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+class StepWriter:
+    """Commits the steps of a :class:`curvsketch.store.StepStore` on a background thread,
+    in order (a step's marker never precedes an earlier step's), at most
+    :data:`MAX_PENDING` in flight. Device tensors are copied to the host when submitted;
+    host tensors are passed as they are (the recoveries never write a committed column
+    range again).
+
+    Args:
+        store: the bound step store, or ``None`` (this process does not write: every
+            submit only counts).
+        bar: progress, advanced by one per committed step.
+    """
+
+    def __init__(self, store: Any, bar: Progress | None) -> None:
+        self.store, self.bar = store, bar
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="curvsketch-steps")
+        self.pending: list[Future[None]] = []
+
+    def _commit(self, key: str, writes: dict[str, tuple[int, Any]], meta: dict) -> None:
+        if self.store is not None:
+            self.store.commit(key, writes, meta)
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def submit(
+        self, key: str, writes: dict[str, tuple[int, torch.Tensor]], meta: dict | None = None
+    ) -> None:
+        """Queue step ``key``: ``{array: (first column, data)}`` and its metadata."""
+        while len(self.pending) >= MAX_PENDING:
+            self.pending.pop(0).result()
+        host = {k: (c, x.detach().to("cpu")) for k, (c, x) in writes.items()}
+        self.pending.append(self.pool.submit(self._commit, key, host, dict(meta or {})))
+
+    def flush(self) -> None:
+        """Wait until every submitted step is committed (raises a failed commit's error)."""
+        while self.pending:
+            self.pending.pop(0).result()
+
+    def close(self) -> None:
+        """:meth:`flush`, then stop the thread."""
+        try:
+            self.flush()
         finally:
             self.pool.shutdown(wait=True)

@@ -10,7 +10,10 @@
   missing, truncated or not finite (:mod:`.integrity`);
 * :class:`ZarrMatrix` — a read-only, tensor-like view of a 2-D Zarr array (results whose
   basis stays on disk);
-* :func:`open_store` — a store from a path, a store, or ``None``.
+* :func:`open_store` — a store from a path, a store, or ``None``;
+* :class:`StepStore` (:class:`MemoryStepStore`, :class:`ZarrStepStore`) and
+  :func:`open_step_store` — named arrays committed step by step, for the sequential and
+  multi-pass recoveries (block Krylov, HMT with power iterations: :mod:`.steps`).
 
 Used by :func:`curvsketch.sketch.seigh` (``store=``) and
 :mod:`curvsketch.sketch.stored` (``measure`` / ``recover``).
@@ -26,21 +29,30 @@ from curvsketch.store.identity import RunIdentity, StoreMismatchError, fingerpri
 from curvsketch.store.integrity import DamagedBlocksError, check_blocks, check_chunks, check_finite
 from curvsketch.store.matrix import ZarrMatrix
 from curvsketch.store.memory import MemoryStore
+from curvsketch.store.steps import ArraySpec, MemoryStepStore, StepStore
+from curvsketch.store.zarr_steps import STEPS_FORMAT, ZarrStepStore, store_format
 from curvsketch.store.zarr_store import ZarrStore
 
 __all__ = [
+    "STEPS_FORMAT",
+    "ArraySpec",
     "DamagedBlocksError",
     "MeasurementStore",
+    "MemoryStepStore",
     "MemoryStore",
     "RunIdentity",
+    "StepStore",
     "StoreMismatchError",
     "ZarrMatrix",
+    "ZarrStepStore",
     "ZarrStore",
     "check_blocks",
     "check_chunks",
     "check_finite",
     "fingerprint",
+    "open_step_store",
     "open_store",
+    "store_format",
 ]
 
 
@@ -62,4 +74,28 @@ def open_store(store: Any) -> MeasurementStore:
         return ZarrStore(store)
     raise TypeError(
         f"store must be a local path, 'memory' or a MeasurementStore, got {type(store).__name__}"
+    )
+
+
+def open_step_store(store: Any, *, who: str = "seigh") -> StepStore:
+    """Return a :class:`StepStore` for ``store`` (the recoveries ``"krylov"`` and ``"hmt"``).
+
+    Args:
+        store: a :class:`StepStore` (returned as is), ``"memory"`` (a new
+            :class:`MemoryStepStore`) or a local path (a :class:`ZarrStepStore`).
+        who: the caller, for messages.
+
+    Raises:
+        TypeError: anything else (e.g. a single-pass :class:`MeasurementStore`).
+    """
+    if isinstance(store, StepStore):
+        return store
+    if isinstance(store, str) and store == "memory":
+        return MemoryStepStore()
+    if isinstance(store, str | os.PathLike):
+        return ZarrStepStore(store)
+    raise TypeError(
+        f"{who}: store must be a local path, 'memory' or a curvsketch.store.StepStore for "
+        f"recovery='krylov' or 'hmt', got {type(store).__name__} (a MeasurementStore holds "
+        "single-pass blocks only)"
     )

@@ -160,12 +160,18 @@ class RunIdentity:
 
     Attributes:
         operator: :func:`fingerprint` of the operator.
-        recovery: the recovery the measurements are for (``"singlepass"``).
+        recovery: the recovery the measurements are for (``"singlepass"``, ``"krylov"``
+            or ``"hmt"``).
         noise: test-operator kind.
         seed: user seed of the test operators.
-        outer: outer sketch size ``o``.
-        inner: inner sketch size ``s`` (= number of products for ``"singlepass"``).
-        block_size: products per block (blocks are ``[b·B, (b+1)·B)``).
+        outer: outer sketch size ``o`` (the eigenpairs).
+        inner: ``"singlepass"``: the inner sketch size ``s`` (= its products);
+            ``"krylov"``: the basis size ``m`` (= its products); ``"hmt"``: the products of
+            one pass (``= o``).
+        block_size: products per block (blocks are ``[b·B, (b+1)·B)``); for ``"krylov"``
+            the Krylov block.
+        which: ``"LM"``, ``"LA"`` or ``"SA"`` (stores written before it existed: ``"LM"``).
+        power_iters: subspace iterations of ``"hmt"`` (else 0).
     """
 
     operator: dict[str, Any]
@@ -175,6 +181,8 @@ class RunIdentity:
     outer: int
     inner: int
     block_size: int
+    which: str = "LM"
+    power_iters: int = 0
 
     @property
     def dim(self) -> int:
@@ -204,12 +212,13 @@ class RunIdentity:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunIdentity:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error, fields added since a store
+        was written (``which``, ``power_iters``) take their defaults."""
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"run identity: unknown fields {sorted(unknown)}")
-        return cls(**{k: d[k] for k in names})
+        return cls(**{k: d[k] for k in names if k in d})
 
     def with_probe(self, digest: dict[str, Any] | None) -> RunIdentity:
         """This identity with the operator's ``probe`` digest set."""

@@ -44,6 +44,9 @@ __all__ = ["ZarrStore", "row_chunk"]
 
 ATTR = "curvsketch"
 FORMAT = "curvsketch.measurements/2"
+#: The format of a step store (:mod:`.zarr_steps`: krylov, hmt); its identity is read only to
+#: refuse it naming the differing fields.
+STEPS_FORMAT = "curvsketch.steps/1"
 #: Earlier formats this version still recovers (read-only).
 OLD_FORMATS = ("curvsketch.measurements/1",)
 #: Zarr runtime settings of the writes: every chunk on disk, so a missing file is damage.
@@ -146,7 +149,7 @@ class ZarrStore(MeasurementStore):
         meta = json.loads((self.path / "zarr.json").read_text())
         attrs = meta.get("attributes", {}).get(ATTR)
         fmt = attrs.get("format") if isinstance(attrs, dict) else None
-        if fmt != FORMAT and fmt not in OLD_FORMATS:
+        if fmt != FORMAT and fmt not in OLD_FORMATS and fmt != STEPS_FORMAT:
             raise ValueError(
                 f"{self.path} is a Zarr group but not a curvsketch measurement store "
                 f"(format {FORMAT}); pass another path or remove it"
