@@ -1,35 +1,12 @@
 """The whole package's imports: no circles, every import points down the layers.
 
 The checker is ``benchmarks/import_graph.py`` (an :mod:`ast` walk over the sources, nothing
-imported), loaded here by its path as ``tests/sketch/test_import_graph.py`` does. Layers
+imported; the `checker` and `graph` fixtures of ``tests/conftest.py``). Layers
 (``docs/architecture.md``): cli -> experiments -> analysis -> sketch -> store -> operators; the
 CLI goes through ``experiments`` only.
 """
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
-
-import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "import_graph.py"
-#: Modules owned elsewhere whose violations are tolerated for now (printed when found).
-PENDING: tuple[str, ...] = ("curvsketch.cli.distributed",)
-
-
-@pytest.fixture(scope="module")
-def checker():
-    spec = importlib.util.spec_from_file_location("import_graph_layers", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def graph(checker):
-    return checker.import_graph()
 
 
 def test_the_package_has_no_import_circle(checker, graph):
@@ -39,19 +16,11 @@ def test_the_package_has_no_import_circle(checker, graph):
 
 def test_every_import_points_down_the_layers(checker, graph):
     problems = checker.layer_violations(graph)
-    pending = [p for p in problems if p.startswith(PENDING)]
-    rest = [p for p in problems if not p.startswith(PENDING)]
-    assert rest == [], (
-        "layer violations:\n"
-        + "\n".join(rest)
-        + ("\n(tolerated for now, owned elsewhere:\n" + "\n".join(pending) + ")" if pending else "")
-    )
+    assert problems == [], "layer violations:\n" + "\n".join(problems)
 
 
 def test_the_cli_imports_experiments_and_itself_only(graph):
     for module in (m for m in graph if m.startswith("curvsketch.cli")):
-        if module.startswith(PENDING):
-            continue
         allowed = ("curvsketch.cli", "curvsketch.experiments", "curvsketch.progress")
         outside = {d for d in graph[module] if not d.startswith(allowed)}
         assert outside == set(), f"{module} imports {sorted(outside)}"

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +22,7 @@ from curvsketch.operators import (
     shard_weight,
 )
 from oracles import classification_data, oracle_ggn, oracle_hessian, tanh_mlp
+from torchrun_launch import run_torchrun
 
 TOL = 1e-10
 HERE = Path(__file__).resolve().parent
@@ -195,19 +193,7 @@ def _load_worker():
 
 
 def _torchrun(out: Path) -> None:
-    torchrun = Path(sys.executable).parent / "torchrun"
-    launcher = (
-        [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
-    )
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    src = str(HERE.parents[1] / "src")
-    env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
-    cmd = [*launcher, "--standalone", "--nproc_per_node=2", str(WORKER), str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, (
-        f"torchrun failed ({proc.returncode}):\nstdout:\n{proc.stdout[-4000:]}\n"
-        f"stderr:\n{proc.stderr[-8000:]}"
-    )
+    run_torchrun(WORKER, str(out))
 
 
 def _aligned(x, ref):

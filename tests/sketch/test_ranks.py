@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from _stored_ops import SlowDense, relative_difference, spectrum_matrix  # noqa:
 from curvsketch.operators import HessianOperator  # noqa: E402
 from curvsketch.sketch import SYMMETRY_PRODUCTS, seigh  # noqa: E402
 from curvsketch.sketch.ranks import split_over_ranks  # noqa: E402
+from torchrun_launch import run_torchrun  # noqa: E402
 
 WORKER = HERE / "_ranks_worker.py"
 
@@ -31,19 +30,7 @@ def _load_worker():
 
 
 def _torchrun(out: Path) -> None:
-    torchrun = Path(sys.executable).parent / "torchrun"
-    launcher = (
-        [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
-    )
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    src = str(HERE.parents[1] / "src")
-    env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
-    cmd = [*launcher, "--standalone", "--nproc_per_node=2", str(WORKER), str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, (
-        f"torchrun failed ({proc.returncode}):\nstdout:\n{proc.stdout[-4000:]}\n"
-        f"stderr:\n{proc.stderr[-8000:]}"
-    )
+    run_torchrun(WORKER, str(out))
 
 
 def test_without_a_process_group_nothing_is_split():

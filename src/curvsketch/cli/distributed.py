@@ -13,7 +13,6 @@ K`` or the next pass it can; a pass needs the previous one complete) or ``"krylo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +98,7 @@ def _load(args: argparse.Namespace) -> Any:
     from curvsketch.experiments.config import load_config
     from curvsketch.experiments.preflight import check_study
 
-    config = load_config(args.config)
-    if args.data_root:
-        config = dataclasses.replace(
-            config, data=dataclasses.replace(config.data, root=args.data_root)
-        )
+    config = load_config(args.config, data_root=args.data_root or None)
     from curvsketch.experiments.stored_sketch import STORED_RECOVERIES
 
     if config.sketch.recovery not in STORED_RECOVERIES:
