@@ -22,12 +22,11 @@ from analysis._helpers import (
 from curvsketch.analysis import (
     DISTANCE_KEYS,
     METRIC_KEYS,
-    distance_maxima,
     grassmann_metrics,
-    metrics_from_angles,
     overlap,
     principal_angles,
 )
+from curvsketch.analysis.grassmann import distance_maxima, metrics_from_angles
 
 SETTINGS = settings(max_examples=25, deadline=None)
 

@@ -17,13 +17,13 @@ from curvsketch.analysis import (
     chance_overlap,
     chance_overlap_std,
     expected_mask_metrics,
-    expected_projection_f_sq,
     grassmann_metrics,
     iou,
     limit_random_metrics,
     overlap,
     random_mask_overlap_std,
 )
+from curvsketch.analysis.chance import expected_projection_f_sq
 
 
 def test_closed_forms() -> None:

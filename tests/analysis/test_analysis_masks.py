@@ -15,18 +15,15 @@ from analysis._helpers import (
 )
 from curvsketch.analysis import (
     best_mask,
-    flatten_params,
     hamming,
     iou,
     layerwise_magnitude_mask,
     magnitude_mask,
-    magnitude_order,
     overlap,
     random_mask,
     score_mask,
-    score_order,
-    validate_mask,
 )
+from curvsketch.analysis.masks import flatten_params, magnitude_order, score_order, validate_mask
 
 SETTINGS = settings(max_examples=30, deadline=None)
 

@@ -21,16 +21,18 @@ from curvsketch.analysis import (
     best_overlap_curve,
     chance_overlap,
     diag_h2,
-    leading_block_curve,
     magnitude_mask,
     mask_overlap,
-    ordered_overlap_curve,
     overlap,
     overlap_curve,
     random_mask_overlap_std,
     random_overlap_curve,
-    random_overlap_draws,
     score_overlap_curve,
+)
+from curvsketch.analysis.overlap_curves import (
+    leading_block_curve,
+    ordered_overlap_curve,
+    random_overlap_draws,
 )
 
 SETTINGS = settings(max_examples=25, deadline=None)

@@ -13,8 +13,8 @@ from analysis._helpers import (
     Factored,
     rand_orth,
 )
-from curvsketch.analysis import (
-    RowAccess,
+from curvsketch.analysis import RowAccess
+from curvsketch.analysis.rows import (
     basis_shape,
     gather_rows,
     iter_row_blocks,

@@ -222,6 +222,21 @@ def overlap_curve(
 
     Returns:
         Float64 tensor of length o.
+
+    Example:
+        Four parameters, ``|θ|`` largest at indices 1, 3, 2, 0; three eigenvectors
+        ``e_1, e_0, e_3``. The top-1 mask {1} holds ``e_1`` (overlap 1), the top-2 mask
+        {1, 3} half of ``span(e_1, e_0)``, the top-3 mask {1, 3, 2} two thirds of
+        ``span(e_1, e_0, e_3)``:
+
+        >>> import torch
+        >>> from curvsketch.analysis import magnitude_mask, overlap, overlap_curve
+        >>> theta = torch.tensor([0.1, -3.0, 0.2, 2.0], dtype=torch.float64)
+        >>> U = torch.eye(4, dtype=torch.float64)[:, [1, 0, 3]]
+        >>> [round(c, 6) for c in overlap_curve(theta, U).tolist()]
+        [1.0, 0.5, 0.666667]
+        >>> overlap(magnitude_mask(theta, 2), U[:, :2])  # the curve's entry k - 1 = 1
+        0.5
     """
     return score_overlap_curve(flatten_params(theta).abs(), U, o, check=check, atol=atol)
 

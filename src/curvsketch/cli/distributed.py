@@ -58,14 +58,10 @@ def build_operator(config: Any, split: str = "train", checkpoint: str | None = N
     """
     from pathlib import Path
 
-    import torch
-    from torch import nn
-
     from curvsketch.experiments.checkpoints import load_checkpoint
-    from curvsketch.experiments.data import balanced_subset
-    from curvsketch.experiments.measure_step import curvature_operator
     from curvsketch.experiments.models import build_model
     from curvsketch.experiments.pipeline import load_study_data
+    from curvsketch.experiments.study_operator import hessian_samples, study_operator
 
     if split not in ("train", "test"):
         raise ValueError(f"--split must be 'train' or 'test', got {split!r}")
@@ -75,7 +71,6 @@ def build_operator(config: Any, split: str = "train", checkpoint: str | None = N
         _check_training_folder(config, Path(checkpoint))
     train, test, _ = load_study_data(config)
     data = train if split == "train" else test
-    idx = balanced_subset(data.targets, config.data.hessian_per_class, seed=config.data.seed)
     model = build_model(config.model.name, seed=config.model.seed, **config.model.kwargs)
     if state is not None:
         try:
@@ -87,11 +82,7 @@ def build_operator(config: Any, split: str = "train", checkpoint: str | None = N
                 f"(model.name = {config.model.name!r}, model.kwargs = {config.model.kwargs}): "
                 f"{detail[:300]}; pass the configuration it was trained with"
             ) from None
-    h = config.hessian
-    model.to(getattr(torch, h.dtype)).eval()
-    return curvature_operator(
-        h, model, nn.CrossEntropyLoss(), (data.inputs[idx], data.targets[idx])
-    )
+    return study_operator(config, model, hessian_samples(config, data))
 
 
 def _load(args: argparse.Namespace) -> Any:

@@ -2,8 +2,8 @@
 
 The CLI (:mod:`curvsketch.cli`) imports :mod:`curvsketch.experiments` only (the layers of
 ``docs/architecture.md``); the entry points here give it what it would otherwise take from the
-package facade (the version) or from :mod:`curvsketch.analysis` (the synthetic study of
-the Grassmann metrics).
+package facade (the version), and the synthetic study of the Grassmann metrics
+(:mod:`curvsketch.experiments.metrics_study`) with its figure.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from curvsketch.analysis import plot_metrics_study, run_metrics_study
+from curvsketch.experiments.metrics_study import plot_metrics_study, run_metrics_study
 
 __all__ = ["METRICS_FIGURE", "metrics_study", "package_version"]
 
@@ -39,9 +39,9 @@ def metrics_study(
     """Run the synthetic study of the Grassmann metrics and draw its figure into ``out``.
 
     Random pairs (subspace–subspace, subspace–mask, mask–mask) over the dimensions
-    ``dims`` and the ratios ρ = k/D of
-    :func:`curvsketch.analysis.run_metrics_study` (``docs/paper.md`` §2: the metrics'
-    behaviour against chance), medians with 5–95 % bands per metric.
+    ``dims`` and the ratios ρ = k/D of :func:`.metrics_study.run_metrics_study`
+    (``docs/paper.md`` §2: the metrics' behaviour against chance), medians with 5–95 %
+    bands per metric.
 
     Args:
         out: output folder (created).

@@ -1,4 +1,9 @@
-"""Figures of a study, drawn from its results (``results.json`` + ``arrays.npz``).
+"""Figures of a study, drawn from its typed steps and its ``results.json`` content.
+
+Every per-step number and curve is read from the
+:class:`~curvsketch.experiments.step_records.StepAnalysis` objects of the run
+(``results.steps``); the stabilisation matrices and the training time from the
+``results.json`` dict itself.
 
 Equivalents of the figures of Fernandez et al. (TMLR 2025), ``docs/paper.md`` §4:
 overlap vs step (exact, sketched, random, chance), overlap ÷ chance vs k at several steps,
@@ -14,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from curvsketch.analysis.metrics_study import PLOT_KEYS
+from curvsketch.experiments.metrics_study import PLOT_KEYS
+from curvsketch.experiments.step_records import StepAnalysis
+from curvsketch.experiments.study_files import StudyResult
 
 __all__ = ["draw_all"]
 
@@ -30,19 +37,20 @@ def _plt() -> Any:
     return plt
 
 
-def _analyses(results: dict[str, Any], split: str) -> list[dict[str, Any]]:
-    return sorted((a for a in results["analyses"] if a["split"] == split), key=lambda a: a["step"])
+def _analyses(results: StudyResult, split: str) -> list[StepAnalysis]:
+    return sorted((a for a in results.steps if a.split == split), key=lambda a: a.step)
 
 
-def _splits(results: dict[str, Any]) -> list[str]:
-    return list(dict.fromkeys(a["split"] for a in results["analyses"]))
+def _splits(results: StudyResult) -> list[str]:
+    return list(dict.fromkeys(a.split for a in results.steps))
 
 
-def _arr(results: dict[str, Any], split: str, step: int, name: str) -> np.ndarray | None:
-    return results.arrays.get(f"{split}/step_{step}/{name}")
+def _curve(a: StepAnalysis, mask: str, kind: str) -> np.ndarray | None:
+    curve = a.overlap.curves.get(mask, {}).get(kind)
+    return None if curve is None else curve.numpy()
 
 
-def _panels_per_split(results: dict[str, Any]) -> tuple[Any, list[tuple[Any, str]]]:
+def _panels_per_split(results: StudyResult) -> tuple[Any, list[tuple[Any, str]]]:
     """A figure with one panel per Hessian split, and its ``(axes, split)`` pairs."""
     splits = _splits(results)
     fig, axes = _plt().subplots(1, len(splits), figsize=(5.2 * len(splits), 3.8), squeeze=False)
@@ -57,22 +65,25 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def overlap_vs_step(results: dict[str, Any], path: Path) -> Path:
+def overlap_vs_step(results: StudyResult, path: Path) -> Path:
     """Magnitude-mask overlap at the main k vs step: exact, sketched, random, chance."""
-    k = str(results["settings"]["analysis"]["main_k"])
+    k = int(results["settings"]["analysis"]["main_k"])
     fig, panels = _panels_per_split(results)
     for ax, split in panels:
-        an = [a for a in _analyses(results, split) if k in a["overlap"]["magnitude"]["sketched"]]
-        steps = [a["step"] for a in an]
+        an = [
+            a
+            for a in _analyses(results, split)
+            if a.overlap.at("magnitude", "sketched", k) is not None
+        ]
+        steps = [a.step for a in an]
         for kind in ("exact", "sketched"):
-            vals = [a["overlap"]["magnitude"].get(kind, {}).get(k) for a in an]
+            vals = [a.overlap.at("magnitude", kind, k) for a in an]
             if all(v is not None for v in vals) and vals:
                 ax.plot(steps, vals, KIND_STYLE[kind], marker="o", label=f"magnitude mask ({kind})")
-        rnd = np.array([a["overlap"]["random_mean"]["sketched"][k] for a in an])
+        rnd = np.array([a.overlap.at("random_mean", "sketched", k) for a in an])
         ax.plot(steps, rnd, ":", marker=".", color="gray", label="random mask (mean)")
-        ax.axhline(
-            an[0]["overlap"]["chance"]["any"][k] if an else 0, color="k", lw=0.8, label="chance k/D"
-        )
+        chance = an[0].overlap.chance_at(k) if an else 0
+        ax.axhline(chance, color="k", lw=0.8, label="chance k/D")
         ax.set(
             xlabel="SGD step",
             ylabel=f"overlap at k = {k}",
@@ -82,32 +93,31 @@ def overlap_vs_step(results: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def ratio_vs_k(results: dict[str, Any], path: Path) -> Path:
+def ratio_vs_k(results: StudyResult, path: Path) -> Path:
     """Magnitude overlap ÷ chance for every k at several steps (sketched, log-log)."""
     fig, panels = _panels_per_split(results)
     for ax, split in panels:
         for a in _analyses(results, split):
-            c = _arr(results, split, a["step"], "curve_magnitude_sketched")
-            ch = _arr(results, split, a["step"], "curve_chance")
+            c = _curve(a, "magnitude", "sketched")
             if c is None:
                 continue
             k = np.arange(1, c.size + 1)
-            ax.loglog(k, np.maximum(c / ch, 1e-6), label=f"step {a['step']}")
+            ax.loglog(k, np.maximum(c / a.overlap.chance.numpy(), 1e-6), label=f"step {a.step}")
         ax.axhline(1.0, color="k", lw=0.8, label="chance")
         ax.set(xlabel="k", ylabel="overlap ÷ chance", title=f"H_{split}: magnitude mask, sketched")
         ax.legend(fontsize=8)
     return _save(fig, path)
 
 
-def mask_study(results: dict[str, Any], path: Path) -> Path:
+def mask_study(results: StudyResult, path: Path) -> Path:
     """Best / magnitude / random / chance overlap vs k at the last analysed step."""
     fig, panels = _panels_per_split(results)
     for ax, split in panels:
-        step = _analyses(results, split)[-1]["step"]
-        kind = "exact" if _arr(results, split, step, "curve_best_exact") is not None else "sketched"
+        last = _analyses(results, split)[-1]
+        step = last.step
+        kind = "exact" if _curve(last, "best", "exact") is not None else "sketched"
         curve = {
-            n: _arr(results, split, step, f"curve_{n}_{kind}")
-            for n in ("best", "magnitude", "random_mean", "random_std")
+            n: _curve(last, n, kind) for n in ("best", "magnitude", "random_mean", "random_std")
         }
         k = np.arange(1, curve["magnitude"].size + 1)
         ax.plot(k, curve["best"], label="best mask")
@@ -115,53 +125,50 @@ def mask_study(results: dict[str, Any], path: Path) -> Path:
         m, s = curve["random_mean"], curve["random_std"]
         ax.plot(k, m, label="random mask (mean ± std)")
         ax.fill_between(k, m - s, m + s, alpha=0.3)
-        ax.plot(k, _arr(results, split, step, "curve_chance"), "k:", label="chance k/D")
+        ax.plot(k, last.overlap.chance.numpy(), "k:", label="chance k/D")
         ax.set(xlabel="k", ylabel="overlap", title=f"H_{split}, step {step} ({kind})")
         ax.legend(fontsize=8)
     return _save(fig, path)
 
 
-def scores_study(results: dict[str, Any], path: Path) -> Path:
+def scores_study(results: StudyResult, path: Path) -> Path:
     """Overlap vs k for masks from several per-parameter scores (last step, sketched)."""
     fig, panels = _panels_per_split(results)
     for ax, split in panels:
-        step = _analyses(results, split)[-1]["step"]
+        last = _analyses(results, split)[-1]
+        step = last.step
         for name in ("magnitude", "gradient", "ggn_diag", "diag_h2", "best"):
-            c = _arr(results, split, step, f"curve_{name}_sketched")
+            c = _curve(last, name, "sketched")
             if c is not None:
                 ax.plot(np.arange(1, c.size + 1), c, label=name.replace("_", " "))
-        ax.plot(
-            np.arange(1, c.size + 1),
-            _arr(results, split, step, "curve_chance"),
-            "k:",
-            label="chance",
-        )
+        chance = last.overlap.chance.numpy()
+        ax.plot(np.arange(1, chance.size + 1), chance, "k:", label="chance")
         ax.set(xlabel="k", ylabel="overlap", title=f"H_{split}, step {step}: masks from scores")
         ax.legend(fontsize=8)
     return _save(fig, path)
 
 
-def metrics_over_training(results: dict[str, Any], path: Path) -> Path:
+def metrics_over_training(results: StudyResult, path: Path) -> Path:
     """The seven metrics (as similarities, 1 = identical) between magnitude mask and eigenspace."""
     plt = _plt()
     split = _splits(results)[-1]
     an = _analyses(results, split)
-    rhos = list(an[0]["metrics"]) if an else []
+    rhos = list(an[0].overlap.metrics) if an else []
     names = list(PLOT_KEYS)
     fig, axes = plt.subplots(
         1, max(len(rhos), 1), figsize=(4.3 * max(len(rhos), 1), 3.8), squeeze=False
     )
     for ax, rho in zip(axes[0], rhos, strict=False):
-        steps = [a["step"] for a in an]
-        kind = "exact" if "exact" in an[0]["metrics"][rho] else "sketched"
+        steps = [a.step for a in an]
+        kind = "exact" if "exact" in an[0].overlap.metrics[rho] else "sketched"
         for n in names:
             ax.plot(
                 steps,
-                [a["metrics"][rho][kind][n] for a in an],
+                [a.overlap.metrics[rho][kind][n] for a in an],
                 marker=".",
                 label=n.replace("_sim", ""),
             )
-        k = an[0]["metrics"][rho]["k"]
+        k = an[0].overlap.metrics[rho]["k"]
         ax.set(
             xlabel="SGD step",
             ylabel="similarity (1 − d/max)",
@@ -171,7 +178,7 @@ def metrics_over_training(results: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def stabilisation(results: dict[str, Any], path: Path) -> Path:
+def stabilisation(results: StudyResult, path: Path) -> Path:
     """Heatmaps: magnitude-mask IoU and top-k eigenspace overlap between pairs of steps."""
     plt = _plt()
     split = _splits(results)[-1]
@@ -202,20 +209,20 @@ def stabilisation(results: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def spectrum(results: dict[str, Any], path: Path) -> Path:
+def spectrum(results: StudyResult, path: Path) -> Path:
     """Eigenvalues by |λ| rank: sketched (dashed) against exact (solid) at each step."""
     plt = _plt()
     split = _splits(results)[-1]
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, a in enumerate(_analyses(results, split)):
         for kind in ("exact", "sketched"):
-            lam = _arr(results, split, a["step"], f"eigenvalues_{kind}")
+            lam = a.eigen.eigenvalues.get(kind)
             if lam is not None:
                 ax.semilogy(
-                    np.arange(1, lam.size + 1),
-                    np.abs(lam),
+                    np.arange(1, lam.numel() + 1),
+                    np.abs(lam.numpy()),
                     KIND_STYLE[kind],
-                    label=f"step {a['step']} ({kind})",
+                    label=f"step {a.step} ({kind})",
                     color=f"C{i}",
                     lw=1,
                 )
@@ -233,27 +240,27 @@ def spectrum(results: dict[str, Any], path: Path) -> Path:
 DENSITY_FLOOR = 1e-6
 
 
-def _has_density(results: dict[str, Any]) -> bool:
-    return any(a.get("density") for a in results["analyses"])
+def _has_density(results: StudyResult) -> bool:
+    return any(a.spectrum.density for a in results.steps)
 
 
-def density(results: dict[str, Any], path: Path) -> Path:
+def density(results: StudyResult, path: Path) -> Path:
     """The spectral density (SLQ, Gaussian-broadened) per step, log scale in density."""
     fig, panels = _panels_per_split(results)
     for ax, split in panels:
         for i, a in enumerate(_analyses(results, split)):
-            grid = _arr(results, split, a["step"], "density_grid")
-            values = _arr(results, split, a["step"], "density_values")
-            if grid is None or values is None or not a.get("density"):
+            grid = a.spectrum.arrays.get("density_grid")
+            values = a.spectrum.arrays.get("density_values")
+            d = a.spectrum.density
+            if grid is None or values is None or not d:
                 continue
-            d = a["density"]
             spikes = f", {d['deflated']} deflated" if d["deflated"] else ""
             ax.semilogy(
-                grid,
-                np.maximum(values, DENSITY_FLOOR),
+                grid.numpy(),
+                np.maximum(values.numpy(), DENSITY_FLOOR),
                 color=f"C{i}",
                 lw=1,
-                label=f"step {a['step']} (σ = {d['sigma']:.2g}{spikes})",
+                label=f"step {a.step} (σ = {d['sigma']:.2g}{spikes})",
             )
         ax.set_ylim(bottom=DENSITY_FLOOR)
         ax.set(
@@ -265,12 +272,12 @@ def density(results: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def runtime(results: dict[str, Any], path: Path) -> Path:
+def runtime(results: StudyResult, path: Path) -> Path:
     """Seconds per stage, summed over all analyses."""
     plt = _plt()
     totals: dict[str, float] = {"training": results["training"]["seconds"]}
-    for a in results["analyses"]:
-        for k, v in a["timings"].items():
+    for a in results.steps:
+        for k, v in a.timings.items():
             if k != "sketch_total":
                 totals[k] = totals.get(k, 0.0) + v
     fig, ax = plt.subplots(figsize=(6, 3.8))
@@ -280,7 +287,7 @@ def runtime(results: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def draw_all(results: dict[str, Any], folder: Path) -> list[Path]:
+def draw_all(results: StudyResult, folder: Path) -> list[Path]:
     """Draw every figure of a study into ``folder``; return the paths written."""
     folder = Path(folder)
     drawers = {

@@ -1,19 +1,26 @@
 """One analysed state of the study: curvature eigenpairs and mask overlaps at one step.
 
 For a trained network at step t and one Hessian sample set (train or test), this module
-computes what ``docs/paper.md`` §4 reports: the exact eigendecomposition when D is small,
-the sketched one (SEIGH, §3) with its a-posteriori error, overlap curves for k = 1..o of
-magnitude, random, best and other score masks against the top-k eigenspaces (§2), and the
-seven Grassmann metrics at chosen ρ, and the trace (with its standard error) and the
-spectral density of the curvature (:func:`spectrum_estimates`). It is the one place that
-composes operators, sketch and analysis for a single state.
+computes what ``docs/paper.md`` §4 reports, in three parts of a frozen
+:class:`~curvsketch.experiments.step_records.StepAnalysis`:
+
+- :func:`eigen_part`: the exact eigendecomposition when D is small, the sketched one
+  (SEIGH, §3) with its a-posteriori error, and the eigenvalue errors between them;
+- the trace (with its standard error) and the spectral density of the curvature
+  (:func:`~curvsketch.experiments.spectrum_estimates.spectrum_estimates`);
+- :func:`overlap_part`: overlap curves for k = 1..o of magnitude, random, best and other
+  score masks against the top-k eigenspaces (§2), and the seven Grassmann metrics at
+  chosen ρ.
+
+:func:`analyse_step` composes them; it is the one place that composes operators, sketch
+and analysis for a single state. The model is never changed: every operator works on a
+copy in its dtype (:func:`~curvsketch.experiments.study_operator.study_operator`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -24,67 +31,35 @@ from curvsketch.analysis import (
     diag_h2,
     grassmann_metrics,
     magnitude_mask,
-    magnitude_order,
     overlap_curve,
     random_overlap_curve,
     score_overlap_curve,
 )
+from curvsketch.analysis.masks import magnitude_order
 from curvsketch.experiments.config import StudyConfig
 from curvsketch.experiments.spectrum_estimates import spectrum_estimates
-from curvsketch.operators import GGNOperator, HessianOperator, as_operator, dense_matrix
-from curvsketch.sketch import (
-    EighResult,
-    SketchPlan,
-    aposteriori_error,
-    diagonal,
-    make_plan,
+from curvsketch.experiments.step_records import EigenPart, OverlapPart, SpectrumPart, StepAnalysis
+from curvsketch.experiments.study_operator import (
+    DTYPES,
+    sketch_eigenpairs,
+    study_operator,
+    study_plan,
 )
+from curvsketch.operators import dense_matrix
+from curvsketch.sketch import EighResult, aposteriori_error, diagonal
 from curvsketch.sketch.seigh import solve
 
 __all__ = [
+    "Eigenbases",
     "StepAnalysis",
     "analyse_step",
-    "curvature_operator",
+    "eigen_part",
+    "eigenvalue_error",
     "exact_top_eigenpairs",
+    "overlap_part",
     "sketch_eigenpairs",
     "study_plan",
 ]
-
-
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-@dataclass
-class StepAnalysis:
-    """What one (step, split) produced: a JSON record, arrays, and bases for stability."""
-
-    record: dict[str, Any]
-    arrays: dict[str, torch.Tensor]
-    bases: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-def curvature_operator(
-    hessian: Any, model: nn.Module, loss_fn: Any, data: Any, **kwargs: Any
-) -> HessianOperator | GGNOperator:
-    """The operator a study's ``[hessian]`` section asks for: the Hessian or the GGN of
-    ``loss_fn`` over ``data``, with its engine and micro-batch size.
-
-    Args:
-        hessian: the ``config.hessian`` section (``kind``, ``engine``, ``micro_batch_size``).
-        model: the network, already in the dtype of the products and in eval mode.
-        loss_fn: mean-reduced loss.
-        data: the samples, as accepted by :class:`curvsketch.HessianOperator`.
-        **kwargs: passed on (e.g. ``check_determinism=False``).
-    """
-    cls = HessianOperator if hessian.kind == "hessian" else GGNOperator
-    return cls(
-        model,
-        loss_fn,
-        data,
-        engine=hessian.engine,
-        micro_batch_size=hessian.micro_batch_size,
-        **kwargs,
-    )
 
 
 def exact_top_eigenpairs(
@@ -142,195 +117,226 @@ def eigenvalue_error(exact: torch.Tensor, sketched: torch.Tensor) -> float:
     return float((dist / exact.abs()).max())
 
 
-def study_plan(op: Any, sketch: Any) -> SketchPlan:
-    """The :class:`curvsketch.sketch.SketchPlan` of a study's ``[sketch]`` settings on ``op``.
+class Eigenbases(NamedTuple):
+    """What :func:`eigen_part` hands on to the spectrum and overlap parts (in memory only).
 
-    ``outer`` and ``inner`` are capped at ``D``; ``inner`` defaults to ``2·outer`` for the
-    recoveries that take one (``singlepass``/``tropp``, ``krylov``) and is ignored by the
-    others (:func:`curvsketch.sketch.make_plan` with ``cap_to_dim=True``); ``which``
-    (``[sketch] which``, default ``"LM"``) picks the end of the spectrum.
+    Attributes:
+        bases: ``"sketched"`` → the :class:`~curvsketch.EighResult`, ``"exact"`` → the
+            dense ``(D, outer)`` eigenvectors (when the exact reference ran).
+        eigenvalues: the same kinds → their ``outer`` eigenvalues, in the working dtype.
+        exact_spectrum: the whole exact spectrum (float64, CPU), or None.
     """
-    return make_plan(
-        op,
-        sketch.outer,
-        sketch.inner,
-        recovery=sketch.recovery,
-        noise=sketch.noise,
-        seed=sketch.seed,
-        block_size=sketch.block_size,
-        power_iters=sketch.power_iters,
-        which=getattr(sketch, "which", "LM"),
-        cap_to_dim=True,
+
+    bases: dict[str, Any]
+    eigenvalues: dict[str, torch.Tensor]
+    exact_spectrum: torch.Tensor | None
+
+
+def _use_exact(config: StudyConfig, dim: int) -> bool:
+    h = config.hessian
+    return h.exact == "true" or (h.exact == "auto" and h.max_exact_dim >= dim)
+
+
+def eigen_part(
+    op: Any,
+    config: StudyConfig,
+    *,
+    exact_op: Any = None,
+    progress: bool = True,
+) -> tuple[EigenPart, Eigenbases]:
+    """The sketched (and exact) eigenpairs of ``op`` and the sketch's a-posteriori error.
+
+    Args:
+        op: the study's curvature operator (:func:`study_operator`).
+        config: the study.
+        exact_op: the same curvature in ``[hessian] exact_dtype``, densified for the exact
+            reference when it is on (``[hessian] exact``; None: no exact reference).
+        progress: show progress of the sketch's products.
+
+    Returns:
+        The :class:`EigenPart` and the :class:`Eigenbases` the other parts read.
+    """
+    h, s, a = config.hessian, config.sketch, config.analysis
+    dim = int(op.shape[0])
+    plan = study_plan(op, s)  # every size of the sketch, validated once
+    outer = plan.outer
+    timings: dict[str, float] = {}
+    exact_U = exact_lam = exact_spectrum = None
+    if exact_op is not None:
+        t0 = time.perf_counter()
+        H = dense_matrix(exact_op)
+        H = ((H + H.T) / 2).to(op.dtype)
+        timings["exact_products"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        all_lam, all_U = _dense_eigh(H, DTYPES[h.exact_dtype])
+        exact_lam, exact_U = _top_by_magnitude(H, all_lam, all_U, outer)
+        exact_spectrum = all_lam.to(torch.float64).cpu()
+        del all_U, H
+        timings["exact_eigh"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res: EighResult = solve(op, plan, progress=progress)
+    timings["sketch_total"] = time.perf_counter() - t0
+    timings.update({f"sketch_{k}": v for k, v in res.timings.items()})
+    t0 = time.perf_counter()
+    err = aposteriori_error(op, res, num_tests=s.error_tests, seed=s.seed, progress=False)
+    timings["aposteriori"] = time.perf_counter() - t0
+
+    bases: dict[str, Any] = {"sketched": res}
+    eigenvalues = {"sketched": res.eigenvalues}
+    kmax = min(max(a.stability_ks, default=1), outer)
+    kept = {"sketched": res.top(kmax).eigenvectors.float().cpu()}
+    errors: dict[int, float] = {}
+    if exact_U is not None and exact_lam is not None:
+        bases["exact"], eigenvalues["exact"] = exact_U, exact_lam
+        kept["exact"] = exact_U[:, :kmax].float().cpu()
+        for n in (10, 50):
+            if n <= outer:
+                errors[n] = eigenvalue_error(exact_lam[:n], res.eigenvalues)
+    part = EigenPart(
+        dim=dim,
+        outer=outer,
+        num_products=res.num_products,
+        eigenvalues={k: v.detach().double().cpu() for k, v in eigenvalues.items()},
+        bases=kept,
+        error={k: v for k, v in err.to_dict().items() if k != "residual_samples"},
+        eigenvalue_errors=errors,
+        timings=timings,
+        products={"sketch": res.num_products, "aposteriori": int(err.num_tests)},
+    )
+    return part, Eigenbases(bases, eigenvalues, exact_spectrum)
+
+
+def _scores(
+    op: Any, config: StudyConfig, ggn: Any
+) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """The per-parameter scores of ``[analysis] scores`` that do not depend on a basis
+    (magnitude always; ``diag_h2`` is computed per basis with the curves)."""
+    a, s = config.analysis, config.sketch
+    scores: dict[str, torch.Tensor] = {"magnitude": op.parameter_vector().abs()}
+    products: dict[str, int] = {}
+    if "gradient" in a.scores:
+        scores["gradient"] = op.gradient().abs()
+    if "ggn_diag" in a.scores:
+        est = diagonal(ggn, a.ggn_diag_probes, method="hutchinson", seed=s.seed, block_size=32)
+        scores["ggn_diag"] = est.values
+        products["ggn_diag"] = est.num_products
+    return scores, products
+
+
+def overlap_part(
+    op: Any, config: StudyConfig, eigen: EigenPart, found: Eigenbases, *, ggn: Any = None
+) -> OverlapPart:
+    """Overlap curves of every configured mask against every basis, and the metrics.
+
+    Args:
+        op: the study's curvature operator (θ and, for the ``gradient`` score, ∇L).
+        config: the study (``[analysis]``: ks, scores, random draws, ρ).
+        eigen: the eigen part (D, outer).
+        found: the bases of :func:`eigen_part`.
+        ggn: the GGN operator, for the ``ggn_diag`` score (when configured).
+
+    Returns:
+        The :class:`OverlapPart`.
+    """
+    a, s = config.analysis, config.sketch
+    dim, outer = eigen.dim, eigen.outer
+    theta = op.parameter_vector()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    scores, products = _scores(op, config, ggn)
+    timings["scores"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    curves: dict[str, dict[str, torch.Tensor]] = {}
+    for kind, U in found.bases.items():
+        if "diag_h2" in a.scores:
+            scores[f"diag_h2_{kind}"] = diag_h2(found.eigenvalues[kind], U)
+        check_basis(U, f"{kind} eigenvectors")  # once, not once per curve
+        by_mask = {"magnitude": overlap_curve(theta, U, check=False)}
+        mean, std = random_overlap_curve(U, n_draws=a.random_draws, seed=s.seed, check=False)
+        by_mask["random_mean"], by_mask["random_std"] = mean, std
+        by_mask["best"] = best_overlap_curve(U)
+        for name in ("gradient", "ggn_diag"):
+            if name in scores:
+                by_mask[name] = score_overlap_curve(scores[name], U, check=False)
+        if "diag_h2" in a.scores:
+            by_mask["diag_h2"] = score_overlap_curve(scores[f"diag_h2_{kind}"], U, check=False)
+        for name, curve in by_mask.items():
+            curves.setdefault(name, {})[kind] = curve.detach().double().cpu()
+    chance = torch.arange(1, outer + 1, dtype=torch.float64) / dim
+    timings["overlap_curves"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    metrics: dict[str, dict[str, Any]] = {}
+    for rho in a.rhos:
+        k = max(1, round(rho * dim))
+        if k > outer:
+            continue
+        mask = magnitude_mask(theta, k)
+        entry: dict[str, Any] = {"k": k}
+        for kind, U in found.bases.items():
+            Uk = U.top(k) if hasattr(U, "top") else U[:, :k]
+            entry[kind] = grassmann_metrics(mask, Uk)
+        metrics[str(rho)] = entry
+    timings["metrics"] = time.perf_counter() - t0
+    return OverlapPart(
+        ks=tuple(k for k in a.ks if k <= outer),
+        theta_order=magnitude_order(theta, outer).cpu(),
+        curves=curves,
+        chance=chance,
+        metrics=metrics,
+        timings=timings,
+        products=products,
     )
 
 
-def sketch_eigenpairs(op: Any, sketch: Any, *, progress: bool = False) -> EighResult:
-    """:func:`curvsketch.seigh` of ``op`` with a study's ``[sketch]`` settings
-    (:func:`study_plan`)."""
-    op = as_operator(op)
-    return solve(op, study_plan(op, sketch), progress=progress)
-
-
-def _at(curve: torch.Tensor, ks: list[int]) -> dict[str, float]:
-    return {str(k): float(curve[k - 1]) for k in ks if k <= curve.numel()}
-
-
 def analyse_step(
-    model: nn.Module,
-    loss_fn: Any,
-    data: tuple[torch.Tensor, torch.Tensor],
     config: StudyConfig,
+    model: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor],
     *,
     step: int,
     split: str,
+    loss_fn: Any = None,
     progress: bool = True,
 ) -> StepAnalysis:
     """Analyse the curvature of ``model`` on ``data`` at one training step.
 
     Args:
-        model: the network at that step (its dtype is changed for the products, then
-            restored).
-        loss_fn: mean-reduced loss.
-        data: the Hessian samples ``(X, y)``.
         config: the study configuration.
+        model: the network at that step (not changed: the operators work on copies).
+        data: the Hessian samples ``(X, y)``
+            (:func:`~curvsketch.experiments.study_operator.hessian_samples`).
         step: the training step (for the record).
         split: ``"train"`` or ``"test"`` (for the record).
+        loss_fn: mean-reduced loss (default: cross-entropy, the study's).
         progress: show progress of the products.
 
     Returns:
-        A :class:`StepAnalysis`.
+        A frozen :class:`~curvsketch.experiments.step_records.StepAnalysis`.
     """
-    h, s, a = config.hessian, config.sketch, config.analysis
-    dtype = DTYPES[h.dtype]
-    orig_dtype = next(model.parameters()).dtype
-    model.to(dtype)
-    try:
-        op = curvature_operator(h, model, loss_fn, data)
-        D = op.shape[0]
-        plan = study_plan(op, s)  # every size of the sketch, validated once
-        outer = plan.outer
-        theta = op.parameter_vector()
-        timings: dict[str, float] = {}
-        use_exact = h.exact == "true" or (h.exact == "auto" and h.max_exact_dim >= D)
-        arrays: dict[str, torch.Tensor] = {"theta_order": magnitude_order(theta, outer)}
-        bases: dict[str, torch.Tensor] = {}
-        record: dict[str, Any] = {"step": step, "split": split, "D": D, "outer": outer}
-
-        exact_U = exact_spectrum = None
-        if use_exact:
-            t0 = time.perf_counter()
-            exact_dtype = DTYPES[h.exact_dtype]
-            model.to(exact_dtype)
-            H = dense_matrix(curvature_operator(h, model, loss_fn, data))
-            H = ((H + H.T) / 2).to(dtype)
-            model.to(dtype)
-            timings["exact_products"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            all_lam, all_U = _dense_eigh(H, exact_dtype)
-            lam, exact_U = _top_by_magnitude(H, all_lam, all_U, outer)
-            exact_spectrum = all_lam.to(torch.float64).cpu()
-            del all_U
-            timings["exact_eigh"] = time.perf_counter() - t0
-            arrays["eigenvalues_exact"] = lam
-            del H
-        t0 = time.perf_counter()
-        res = solve(op, plan, progress=progress)
-        timings["sketch_total"] = time.perf_counter() - t0
-        timings.update({f"sketch_{k}": v for k, v in res.timings.items()})
-        t0 = time.perf_counter()
-        err = aposteriori_error(op, res, num_tests=s.error_tests, seed=s.seed, progress=False)
-        timings["aposteriori"] = time.perf_counter() - t0
-        arrays["eigenvalues_sketched"] = res.eigenvalues
-        record["num_products"] = res.num_products
-        record["error"] = {k: v for k, v in err.to_dict().items() if k != "residual_samples"}
-        products = {"sketch": res.num_products, "aposteriori": int(err.num_tests)}
-
-        spec = spectrum_estimates(
+    h, s = config.hessian, config.sketch
+    op = study_operator(config, model, data, loss_fn=loss_fn)
+    exact_op = None
+    if _use_exact(config, int(op.shape[0])):
+        exact_op = study_operator(config, model, data, dtype=h.exact_dtype, loss_fn=loss_fn)
+    eigen, found = eigen_part(op, config, exact_op=exact_op, progress=progress)
+    del exact_op
+    spectrum = SpectrumPart.of(
+        spectrum_estimates(
             op,
-            a,
-            result=res,
+            config.analysis,
+            result=found.bases["sketched"],
             seed=s.seed,
             block_size=s.block_size,
-            exact_eigenvalues=exact_spectrum,
+            exact_eigenvalues=found.exact_spectrum,
         )
-        record.update(spec.record)
-        arrays.update(spec.arrays)
-        timings.update(spec.timings)
-        products.update(spec.products)
-
-        ks = [k for k in a.ks if k <= outer]
-        bases_by_kind = {"sketched": res}
-        if exact_U is not None:
-            bases_by_kind["exact"] = exact_U
-        overlaps: dict[str, dict[str, dict[str, float]]] = {}
-        scores: dict[str, torch.Tensor] = {"magnitude": theta.abs()}
-        t0 = time.perf_counter()
-        if "gradient" in a.scores:
-            scores["gradient"] = op.gradient().abs()
-        if "ggn_diag" in a.scores:
-            ggn = GGNOperator(model, loss_fn, data, check_determinism=False)
-            ggn_diag = diagonal(
-                ggn, a.ggn_diag_probes, method="hutchinson", seed=s.seed, block_size=32
+    )
+    ggn = None
+    if "ggn_diag" in config.analysis.scores:
+        ggn = op if op.kind == "ggn" else None
+        if ggn is None:
+            ggn = study_operator(
+                config, model, data, kind="ggn", loss_fn=loss_fn, check_determinism=False
             )
-            scores["ggn_diag"] = ggn_diag.values
-            products["ggn_diag"] = ggn_diag.num_products
-        timings["scores"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for kind, U in bases_by_kind.items():
-            if "diag_h2" in a.scores:
-                lam = arrays[f"eigenvalues_{kind}"]
-                scores[f"diag_h2_{kind}"] = diag_h2(lam, U)
-            check_basis(U, f"{kind} eigenvectors")  # once, not once per curve
-            curves = {"magnitude": overlap_curve(theta, U, check=False)}
-            mean, std = random_overlap_curve(U, n_draws=a.random_draws, seed=s.seed, check=False)
-            curves["random_mean"], curves["random_std"] = mean, std
-            curves["best"] = best_overlap_curve(U)
-            for name in ("gradient", "ggn_diag"):
-                if name in scores:
-                    curves[name] = score_overlap_curve(scores[name], U, check=False)
-            if "diag_h2" in a.scores:
-                curves["diag_h2"] = score_overlap_curve(scores[f"diag_h2_{kind}"], U, check=False)
-            for name, curve in curves.items():
-                arrays[f"curve_{name}_{kind}"] = curve
-                overlaps.setdefault(name, {})[kind] = _at(curve, ks)
-        kk = torch.arange(1, outer + 1, dtype=torch.float64)
-        arrays["curve_chance"] = kk / D
-        overlaps["chance"] = {"any": _at(arrays["curve_chance"], ks)}
-        record["overlap"] = overlaps
-        timings["overlap_curves"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        metrics: dict[str, Any] = {}
-        for rho in a.rhos:
-            k = max(1, round(rho * D))
-            if k > outer:
-                continue
-            mask = magnitude_mask(theta, k)
-            entry: dict[str, Any] = {"k": k}
-            for kind, U in bases_by_kind.items():
-                Uk = U.top(k) if hasattr(U, "top") else U[:, :k]
-                entry[kind] = grassmann_metrics(mask, Uk)
-            metrics[str(rho)] = entry
-        record["metrics"] = metrics
-        timings["metrics"] = time.perf_counter() - t0
-
-        kmax = min(max(a.stability_ks, default=1), outer)
-        bases["sketched"] = res.top(kmax).eigenvectors.float().cpu()
-        if exact_U is not None:
-            bases["exact"] = exact_U[:, :kmax].float().cpu()
-            lam_e, lam_s = arrays["eigenvalues_exact"], arrays["eigenvalues_sketched"]
-            for n in (10, 50):
-                if n <= outer:
-                    record[f"top{n}_eigenvalue_max_rel_error"] = eigenvalue_error(lam_e[:n], lam_s)
-        record["eigenvalues"] = {
-            kind: arrays[f"eigenvalues_{kind}"][:20].tolist() for kind in bases_by_kind
-        }
-        record["timings"] = timings
-        record["products"] = products
-        arrays = {
-            k: v.detach().double().cpu() if v.is_floating_point() else v.cpu()
-            for k, v in arrays.items()
-        }
-        return StepAnalysis(record, arrays, bases)
-    finally:
-        model.to(orig_dtype)
+    overlap = overlap_part(op, config, eigen, found, ggn=ggn)
+    return StepAnalysis(step, split, eigen, spectrum, overlap)

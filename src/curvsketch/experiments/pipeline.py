@@ -2,8 +2,11 @@
 
 ``run_study(config, out_dir)`` reproduces one setting of ``docs/paper.md`` §4 end to end:
 data and model from the configuration, plain SGD with checkpoints (resumable), then for
-every checkpoint step and Hessian split a :func:`~curvsketch.experiments.measure_step.analyse_step`,
-the stabilisation matrices across steps, ``results.json``, ``arrays.npz`` and PNG figures.
+every checkpoint step and Hessian split a :func:`~curvsketch.experiments.measure_step.analyse_step`
+(a typed :class:`~curvsketch.experiments.step_records.StepAnalysis`), the stabilisation
+matrices across steps, ``results.json`` (validated against
+:mod:`curvsketch.experiments.schema` before it is written), ``arrays.npz`` and PNG
+figures (:mod:`curvsketch.experiments.study_files`, :mod:`curvsketch.experiments.figures`).
 
 Nothing measured is lost: each (step, split) is written to ``steps/`` as soon as it is done
 (JSON record, arrays, bases), and a second run into the same directory reuses what is
@@ -32,45 +35,42 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import nn
 
-from curvsketch.analysis import iou_matrix, subspace_overlap_matrix
 from curvsketch.experiments.checkpoints import CheckpointMismatchError, describe_changes
 from curvsketch.experiments.config import StudyConfig
-from curvsketch.experiments.data import Split, balanced_subset, mnist16, sklearn_digits
+from curvsketch.experiments.data import Split, mnist16, sklearn_digits
 from curvsketch.experiments.folders import load_torchvision_folder
-from curvsketch.experiments.measure_step import StepAnalysis, analyse_step
+from curvsketch.experiments.measure_step import analyse_step
 from curvsketch.experiments.models import build_model, count_parameters
 from curvsketch.experiments.preflight import check_study
 from curvsketch.experiments.run_files import (
     OutputError,
-    atomic_write,
     describe_os_error,
     digest,
-    notice,
     prepare_dir,
-    read_json,
 )
+from curvsketch.experiments.schema import SCHEMA_VERSION
+from curvsketch.experiments.step_records import StepAnalysis
+from curvsketch.experiments.study_files import (
+    WRITE_FIX,
+    StudyResult,
+    load_step,
+    save_step,
+    stability,
+    summary,
+    write_arrays,
+    write_results,
+)
+from curvsketch.experiments.study_operator import hessian_samples
 from curvsketch.experiments.training import train
 
 __all__ = [
-    "RESULTS_SCHEMA_VERSION",
     "StudyResult",
     "load_study_data",
     "run_study",
     "train_identity",
 ]
-
-RESULTS_SCHEMA_VERSION = 2  # curvsketch.experiments.schema.SCHEMA_VERSION
-
-
-class StudyResult(dict):
-    """The content of ``results.json`` (a dict), with the arrays of ``arrays.npz`` attached."""
-
-    arrays: dict[str, np.ndarray]
-    out_dir: Path
 
 
 def load_study_data(config: StudyConfig) -> tuple[Split, Split, int]:
@@ -109,7 +109,6 @@ def load_study_data(config: StudyConfig) -> tuple[Split, Split, int]:
 
 
 OUT_FIX = "pass another --out (out_dir)"
-WRITE_FIX = "free space or pass another --out; finished steps are kept and a rerun reuses them"
 _TRAIN_KEYS = {"lr": "train.lr", "batch_size": "train.batch_size", "seed": "train.seed"}
 
 
@@ -149,38 +148,6 @@ def _fingerprint(config: StudyConfig, weights: str, samples: str) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _save_step(folder: Path, key: str, res: StepAnalysis, fingerprint: str) -> None:
-    blob = {"arrays": res.arrays, "bases": res.bases}
-    atomic_write(folder / f"{key}.pt", lambda p: torch.save(blob, p), WRITE_FIX)
-    text = json.dumps({**res.record, "fingerprint": fingerprint}, indent=1)
-    atomic_write(folder / f"{key}.json", lambda p: p.write_text(text), WRITE_FIX)
-
-
-def _load_step(
-    folder: Path, key: str, fingerprint: str, step: int, split: str
-) -> StepAnalysis | None:
-    """The stored analysis ``key`` if it is complete and readable, else None (with a notice)."""
-    js, pt = folder / f"{key}.json", folder / f"{key}.pt"
-    if not (js.is_file() and pt.is_file()):
-        return None
-    record = read_json(js, "recomputing it")
-    if record is None:
-        return None
-    if not isinstance(record, dict) or record.pop("fingerprint", None) != fingerprint:
-        notice(f"{js} is not the analysis it is named for; recomputing it")
-        return None
-    if record.get("step") != step or record.get("split") != split:
-        notice(f"{js} holds step {record.get('step')!r} ({record.get('split')!r}); recomputing it")
-        return None
-    try:
-        blob = torch.load(pt, weights_only=True)
-        arrays, bases = blob["arrays"], blob["bases"]
-    except Exception as err:  # a truncated zip, garbage, missing keys, ...
-        notice(f"{pt} is unreadable ({type(err).__name__}); treating it as missing, recomputing it")
-        return None
-    return StepAnalysis(record, arrays, bases)
-
-
 def _train_or_refuse(model: nn.Module, config: StudyConfig, out: Path, **kwargs: Any) -> Any:
     try:
         return train(
@@ -201,56 +168,6 @@ def _train_or_refuse(model: nn.Module, config: StudyConfig, out: Path, **kwargs:
         ) from None
 
 
-def _stability(config: StudyConfig, per_split: dict[str, list[StepAnalysis]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for split, items in per_split.items():
-        steps = [it.record["step"] for it in items]
-        entry: dict[str, Any] = {"steps": steps, "mask_iou": {}, "eigenspace_overlap": {}}
-        for k in config.analysis.stability_ks:
-            if k > min(it.record["outer"] for it in items):
-                continue
-            masks = [it.arrays["theta_order"][:k] for it in items]
-            entry["mask_iou"][str(k)] = iou_matrix(masks).tolist()
-            for kind in ("exact", "sketched"):
-                bases = [it.bases.get(kind) for it in items]
-                if all(b is not None and b.shape[1] >= k for b in bases):
-                    # bases were stored in float32: check orthonormality to that precision
-                    mat = subspace_overlap_matrix([b.double() for b in bases], k, atol=1e-5)
-                    entry["eigenspace_overlap"].setdefault(kind, {})[str(k)] = mat.tolist()
-        out[split] = entry
-    return out
-
-
-def _summary(config: StudyConfig, per_split: dict[str, list[StepAnalysis]]) -> list[dict[str, Any]]:
-    k = str(config.analysis.main_k)
-    rows = []
-    for split, items in per_split.items():
-        for it in items:
-            r, ov = it.record, it.record["overlap"]
-            if k not in ov["magnitude"]["sketched"]:
-                continue
-            chance = ov["chance"]["any"][k]
-            row = {
-                "step": r["step"],
-                "split": split,
-                "k": int(k),
-                "magnitude_sketched": ov["magnitude"]["sketched"][k],
-                "magnitude_exact": ov["magnitude"].get("exact", {}).get(k),
-                "random": ov["random_mean"]["sketched"][k],
-                "best": ov["best"]["sketched"][k],
-                "chance": chance,
-                "ratio_to_chance": ov["magnitude"]["sketched"][k] / chance,
-                "relative_error": r["error"]["relative_error"],
-                "top10_eigenvalue_max_rel_error": r.get("top10_eigenvalue_max_rel_error"),
-            }
-            if row["magnitude_exact"] is not None:
-                row["abs_diff_sketched_exact"] = abs(
-                    row["magnitude_sketched"] - row["magnitude_exact"]
-                )
-            rows.append(row)
-    return rows
-
-
 def run_study(
     config: StudyConfig,
     out_dir: str | Path,
@@ -269,13 +186,16 @@ def run_study(
         figures: draw the PNG figures.
 
     Returns:
-        The results (the dict written to ``results.json``) with ``.arrays`` attached.
+        The results (the dict written to ``results.json``) with the typed steps
+        (``.steps``) and the arrays of ``arrays.npz`` (``.arrays``) attached.
 
     Raises:
         CheckpointMismatchError: ``out_dir`` holds checkpoints trained with other settings
             (a ``ValueError`` naming each differing setting; nothing is changed there).
         OutputError: ``out_dir`` is a file or cannot be written, or the disk is full (a
             ``ValueError`` naming the path; finished steps are kept and reused next time).
+        SchemaError: the results do not follow :mod:`curvsketch.experiments.schema`
+            (a bug; ``results.json`` is then not replaced).
         TrainingDivergedError: the training loss became non-finite or exploded (a
             ``ValueError`` naming the step and lr).
         FileNotFoundError, ValueError: missing data or a bad setting.
@@ -302,13 +222,11 @@ def run_study(
         progress=progress,
     )
     train_seconds = time.perf_counter() - t0
-    hess_data = {}
-    for split, data in (("train", train_split), ("test", test_split)):
-        if split in config.hessian.splits:
-            idx = balanced_subset(
-                data.targets, config.data.hessian_per_class, seed=config.data.seed
-            )
-            hess_data[split] = (data.inputs[idx], data.targets[idx])
+    hess_data = {
+        split: hessian_samples(config, data)
+        for split, data in (("train", train_split), ("test", test_split))
+        if split in config.hessian.splits
+    }
     samples = {split: digest(list(data)) for split, data in hess_data.items()}
     per_split: dict[str, list[StepAnalysis]] = {s: [] for s in hess_data}
     reused = 0
@@ -321,7 +239,7 @@ def run_study(
         for split, data in hess_data.items():
             fingerprint = _fingerprint(config, weights, samples[split])
             key = f"step_{step:07d}_{split}_{fingerprint}"
-            res = _load_step(steps_dir, key, fingerprint, step, split)
+            res = load_step(steps_dir, key, fingerprint, step, split)
             if res is None:
                 if progress:
                     print(
@@ -329,14 +247,15 @@ def run_study(
                         flush=True,
                     )
                 res = analyse_step(
-                    model, loss_fn, data, config, step=step, split=split, progress=progress
+                    config, model, data, step=step, split=split, loss_fn=loss_fn, progress=progress
                 )
-                _save_step(steps_dir, key, res, fingerprint)
+                save_step(steps_dir, key, res, fingerprint)
             else:
                 reused += 1
             per_split[split].append(res)
+    steps = [it for items in per_split.values() for it in items]
     results = StudyResult(
-        schema_version=RESULTS_SCHEMA_VERSION,
+        schema_version=SCHEMA_VERSION,
         name=config.name,
         settings=config.to_dict(),
         model={"name": config.model.name, "num_params": D},
@@ -348,27 +267,16 @@ def run_study(
             "eval_accuracy": log.eval_accuracies,
             "seconds": train_seconds,
         },
-        analyses=[it.record for items in per_split.values() for it in items],
-        stability=_stability(config, per_split),
-        summary=_summary(config, per_split),
+        analyses=[it.record() for it in steps],
+        stability=stability(per_split, config.analysis.stability_ks),
+        summary=summary(per_split, config.analysis.main_k),
         reused_analyses=reused,
         seconds=time.perf_counter() - t_start,
     )
-    arrays = {
-        f"{it.record['split']}/step_{it.record['step']}/{name}": arr.numpy()
-        for items in per_split.values()
-        for it in items
-        for name, arr in it.arrays.items()
-    }
-
-    def save_npz(path: Path) -> None:
-        with open(path, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-
-    atomic_write(out / "arrays.npz", save_npz, WRITE_FIX)
-    results.arrays = arrays
+    results.steps = steps
+    results.arrays = write_arrays(out / "arrays.npz", steps)
     results.out_dir = out
-    _write_json(out / "results.json", results)
+    write_results(out / "results.json", results)
     if figures:
         from curvsketch.experiments.figures import draw_all
 
@@ -380,10 +288,5 @@ def run_study(
                 + "; results.json and arrays.npz are written"
             ) from err
         results["figures"] = [str(p.relative_to(out)) for p in drawn]
-        _write_json(out / "results.json", results)
+        write_results(out / "results.json", results)
     return results
-
-
-def _write_json(path: Path, content: dict[str, Any]) -> None:
-    text = json.dumps(content, indent=1)
-    atomic_write(path, lambda p: p.write_text(text), WRITE_FIX)

@@ -1,5 +1,8 @@
 """The documented schema of ``results.json`` and a validator for it.
 
+The study checks every ``results.json`` against it before writing the file
+(:func:`curvsketch.experiments.study_files.write_results`).
+
 Top level (schema_version 2; version 1 had no ``trace``, ``density`` or ``products``):
 
 - ``schema_version`` (int), ``name`` (str), ``settings`` (the whole configuration),

@@ -3,10 +3,11 @@
 :func:`prepare_spectrum` checks a study configuration and the command's overrides before
 anything is loaded (the estimator settings against :func:`curvsketch.trace`'s needs, the
 sketch's plan on D, how many eigenvalues can be shown); :func:`compute_spectrum` then
-sketches the operator with the ``[sketch]`` settings (:func:`.measure_step.study_plan`)
+sketches the operator with the ``[sketch]`` settings (:func:`.study_operator.study_plan`)
 and estimates its trace and spectral density as the study records them
 (:func:`.spectrum_estimates.spectrum_estimates`). The CLI (:mod:`curvsketch.cli.spectrum`)
-only parses flags, builds the operator and prints what comes back.
+only parses flags, builds the operator (through the study's factory,
+:func:`.study_operator.study_operator`) and prints what comes back.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from typing import Any
 import torch
 
 from curvsketch.experiments.config import AnalysisConfig, StudyConfig
-from curvsketch.experiments.measure_step import sketch_eigenpairs
 from curvsketch.experiments.preflight import check_sketch_plan, check_study
 from curvsketch.experiments.spectrum_estimates import SpectrumEstimates, spectrum_estimates
+from curvsketch.experiments.study_operator import sketch_eigenpairs
 from curvsketch.sketch import EighResult, SketchPlan
 from curvsketch.sketch.trace import TRACE_METHODS, TRACE_MIN_PRODUCTS
 

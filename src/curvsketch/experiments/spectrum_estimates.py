@@ -53,7 +53,7 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-@dataclass
+@dataclass(frozen=True)
 class SpectrumEstimates:
     """Trace and spectral density of one operator, as objects and as a record.
 

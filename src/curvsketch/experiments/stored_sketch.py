@@ -2,7 +2,7 @@
 
 What ``curvsketch measure`` and ``curvsketch recover`` (:mod:`curvsketch.cli.distributed`)
 run: the blocks of one worker (``block % of == worker``) of the plan that the study's
-``[sketch]`` settings give on the operator (:func:`.measure_step.study_plan`: the same
+``[sketch]`` settings give on the operator (:func:`.study_operator.study_plan`: the same
 sizes as ``curvsketch run``), committed to a shared store
 (:func:`curvsketch.sketch.stored.measure_plan`), and the recovery from a complete store
 (:func:`curvsketch.sketch.stored.recover`). ``recovery = "singlepass"`` splits its blocks
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from curvsketch.experiments.measure_step import study_plan
+from curvsketch.experiments.study_operator import study_plan
 from curvsketch.sketch import EighResult
 from curvsketch.sketch.plan import SketchPlan
 from curvsketch.sketch.stored import measure_plan, recover

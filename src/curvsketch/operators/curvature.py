@@ -319,8 +319,23 @@ class HessianOperator(CurvatureOperator):
     """The exact Hessian of the mean loss over ``data`` w.r.t. ``params`` (see base class).
 
     Example:
-        >>> H = HessianOperator(model, torch.nn.functional.cross_entropy, (X, y))
-        >>> HV = H @ torch.randn(H.shape[1], 8)
+        A linear classifier with 3 inputs and 2 classes has D = 3·2 + 2 = 8 parameters;
+        its Hessian times a block of vectors, checked against the dense one:
+
+        >>> import torch
+        >>> from curvsketch.operators import HessianOperator, dense_hessian
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Linear(3, 2).double()
+        >>> X, y = torch.randn(8, 3, dtype=torch.float64), torch.tensor([0, 1] * 4)
+        >>> loss = torch.nn.functional.cross_entropy
+        >>> H = HessianOperator(model, loss, (X, y))
+        >>> H.shape
+        (8, 8)
+        >>> (H @ torch.randn(8, 3, dtype=torch.float64)).shape  # one data pass, 3 vectors
+        torch.Size([8, 3])
+        >>> full = H @ torch.eye(8, dtype=torch.float64)
+        >>> torch.allclose(full, dense_hessian(model, loss, (X, y)))
+        True
     """
 
     kind = "hessian"

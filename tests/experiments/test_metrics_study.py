@@ -1,4 +1,4 @@
-"""The synthetic study of the metrics on random pairs, and its figure."""
+"""The synthetic study of the metrics on random pairs, and its figure (experiments layer)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from curvsketch.analysis import METRIC_KEYS, PAIR_KINDS, plot_metrics_study, run_metrics_study
+from curvsketch.analysis import METRIC_KEYS
+from curvsketch.experiments.metrics_study import PAIR_KINDS, plot_metrics_study, run_metrics_study
 
 
 @pytest.fixture(scope="module")

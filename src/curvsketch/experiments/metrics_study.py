@@ -8,6 +8,10 @@ stable in D but curved in ρ; the overlap is stable in D and equals ρ on averag
 Three kinds of pairs are drawn: ``"orth-orth"`` (two orthonormal bases, each the Q of a
 Gaussian D×k matrix, i.e. Haar-random spans), ``"orth-mask"`` (such a basis against a
 uniformly random k-mask) and ``"mask-mask"`` (two random masks).
+
+A study with a figure, so it lives in ``experiments`` and uses only the public metric
+functions of :mod:`curvsketch.analysis`; ``curvsketch metrics-study`` runs it
+(:func:`curvsketch.experiments.entry.metrics_study`).
 """
 
 from __future__ import annotations
@@ -18,22 +22,19 @@ from pathlib import Path
 
 import torch
 
-from curvsketch.analysis.chance import expected_mask_metrics, limit_random_metrics
-from curvsketch.analysis.grassmann import METRIC_KEYS, grassmann_metrics
+from curvsketch.analysis import (
+    METRIC_KEYS,
+    SIMILARITY_KEYS,
+    expected_mask_metrics,
+    grassmann_metrics,
+    limit_random_metrics,
+)
 
 __all__ = ["PAIR_KINDS", "PLOT_KEYS", "MetricsStudy", "plot_metrics_study", "run_metrics_study"]
 
 PAIR_KINDS: tuple[str, ...] = ("orth-orth", "orth-mask", "mask-mask")
 #: The seven similarities plotted (1 = identical spans).
-PLOT_KEYS: tuple[str, ...] = (
-    "geodesic_sim",
-    "chordal_2_sim",
-    "chordal_f_sim",
-    "projection_2_sim",
-    "projection_f_sim",
-    "fubini_study_sim",
-    "overlap",
-)
+PLOT_KEYS: tuple[str, ...] = (*SIMILARITY_KEYS, "overlap")
 
 Grid = list[list[float]]
 
@@ -43,7 +44,7 @@ class MetricsStudy:
     """Result of :func:`run_metrics_study`; plain lists, JSON-serialisable via ``to_dict``.
 
     Every grid is indexed ``[pair][metric][i_dim][i_rho]`` (metric keys as in
-    :data:`~curvsketch.analysis.grassmann.METRIC_KEYS`).
+    :data:`curvsketch.analysis.METRIC_KEYS`).
 
     Attributes:
         dims: The ambient dimensions D.
@@ -93,7 +94,7 @@ def run_metrics_study(
     """Draw random pairs over a grid of D and ρ and summarise every metric.
 
     For each pair kind, D and ρ: ``k = max(1, round(ρ D))``, ``n_samples`` independent
-    pairs, all metrics of :func:`~curvsketch.analysis.grassmann.grassmann_metrics`, then
+    pairs, all metrics of :func:`curvsketch.analysis.grassmann_metrics`, then
     the median and the 5–95 % band. The defaults run in about a second on one CPU core.
 
     Args:
