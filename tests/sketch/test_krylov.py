@@ -156,3 +156,27 @@ def test_too_many_blocks_for_the_dimension():
         block_krylov(
             torch.eye(10, dtype=torch.float64), torch.ones(10, 4).double(), 3, block_size=4
         )
+
+
+def test_a_basis_that_lost_orthogonality_is_refused_not_used():
+    """Rayleigh–Ritz values of a non-orthonormal basis can exceed ‖H‖: refuse them."""
+    from curvsketch.sketch.krylov import KrylovOrthogonalityError, check_ritz_orthonormal
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.linalg.qr(torch.randn(200, 20, generator=g, dtype=torch.float32)).Q
+    rot = torch.linalg.qr(torch.randn(20, 5, generator=g, dtype=torch.float32)).Q
+    check_ritz_orthonormal(q, rot, torch.float32)  # orthonormal: accepted
+    bad = q.clone()
+    bad[:, 1] = (q[:, 0] + 0.05 * q[:, 1]) / (1 + 0.05**2) ** 0.5  # nearly a copy of column 0
+    with pytest.raises(KrylovOrthogonalityError, match="lost orthogonality"):
+        check_ritz_orthonormal(bad, torch.eye(20, dtype=torch.float32)[:, :5], torch.float32)
+
+
+def test_float32_krylov_passes_its_orthogonality_check():
+    lam = torch.linspace(10.0, 0.01, 600, dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    u = torch.linalg.qr(torch.randn(600, 600, generator=g, dtype=torch.float64)).Q
+    h = ((u * lam) @ u.T).float()
+    res = seigh(h, 20, 200, recovery="krylov", progress=False)
+    top = res.top(20).eigenvectors.double()
+    assert float((top.T @ top - torch.eye(20, dtype=torch.float64)).abs().max()) < 1e-3

@@ -49,6 +49,7 @@ import torch
 
 from curvsketch.progress import Progress
 from curvsketch.sketch.factors import to_result
+from curvsketch.sketch.krylov_outofcore import out_of_core, solve_krylov_out_of_core
 from curvsketch.sketch.measure import measure_outer, measure_singlepass
 from curvsketch.sketch.noise import STREAM_OMEGA, STREAM_PHI, STREAM_PSI
 from curvsketch.sketch.plan import (
@@ -148,7 +149,12 @@ def seigh(
             :mod:`curvsketch.sketch.stored`.
         memory_budget: bytes (with a store path): when the ``D × o`` outer sketch is larger,
             QR, core and eigenvectors run out of core and the result's ``Q`` is a
-            :class:`curvsketch.store.ZarrMatrix` of the eigenvectors on disk.
+            :class:`curvsketch.store.ZarrMatrix` of the eigenvectors on disk. For
+            ``"krylov"``: when the ``D × m`` basis is larger, it stays in the store and is
+            orthogonalised against in row blocks (:mod:`.krylov_outofcore`; memory: the
+            budget plus ``O(m²)``); the result's ``Q`` is the basis on disk (a
+            ``ZarrMatrix``) and ``V`` the Ritz coefficients, so :meth:`EighResult.rows`
+            reads only the rows it needs. One process only (not under ``torchrun``).
         check_symmetry: before sketching, compare ``uᵀHv`` with ``vᵀHu`` for two fixed
             test vectors (:func:`curvsketch.sketch.symmetry.check_symmetric`: one call on a
             ``(D, 2)`` block, :data:`SYMMETRY_PRODUCTS` products, not counted in
@@ -189,6 +195,18 @@ def seigh(
     )
     if not isinstance(check_symmetry, bool):
         raise ValueError(f"check_symmetry must be True or False, got {check_symmetry!r}")
+    if plan.recovery == "krylov" and memory_budget is not None:
+        if out_of_core(plan, store, memory_budget):
+            return solve_krylov_out_of_core(
+                op,
+                plan,
+                store=store,
+                memory_budget=memory_budget,
+                progress=progress,
+                check_symmetry=check_symmetry,
+                symmetry_rtol=symmetry_rtol,
+            )
+        memory_budget = None  # the basis fits: the stored recovery in memory
     if store is not None or memory_budget is not None:
         return solve_stored(
             op,

@@ -35,7 +35,14 @@ from curvsketch.sketch.stored_steps import column_block, open_run, to_tensor
 from curvsketch.sketch.writer import StepWriter
 from curvsketch.store import ArraySpec, StepStore
 
-__all__ = ["krylov_arrays", "measure_krylov", "recover_krylov", "step_key"]
+__all__ = [
+    "committed_prefix",
+    "krylov_arrays",
+    "measure_krylov",
+    "recover_krylov",
+    "state_meta",
+    "step_key",
+]
 
 
 def step_key(block: int) -> str:
@@ -50,7 +57,8 @@ def krylov_arrays(plan: SketchPlan) -> dict[str, ArraySpec]:
     return {"Q": ArraySpec(plan.dim, m, b), "T": ArraySpec(m, m, b), "R": ArraySpec(b, b, b)}
 
 
-def _prefix(done: dict[str, Any], blocks: int) -> int:
+def committed_prefix(done: dict[str, Any], blocks: int) -> int:
+    """How many Krylov blocks ``0, 1, …`` are committed in a row (``done``: the steps)."""
     n = 0
     while n < blocks and step_key(n) in done:
         n += 1
@@ -89,7 +97,8 @@ def _writes(state: KrylovState, j: int) -> dict[str, tuple[int, torch.Tensor]]:
     return out
 
 
-def _meta(state: KrylovState) -> dict[str, Any]:
+def state_meta(state: KrylovState) -> dict[str, Any]:
+    """The step metadata of ``state``: its deflation scale and generator state."""
     gen = state.generator.get_state().numpy().tobytes()
     return {"scale": state.scale, "generator": base64.b64encode(gen).decode("ascii")}
 
@@ -116,7 +125,7 @@ def measure_krylov(
         call multiplied) and the complete :class:`KrylovState`.
     """
     run = open_run(op, plan, store, krylov_arrays(plan), who="measure")
-    n = _prefix(run.done, plan.blocks)
+    n = committed_prefix(run.done, plan.blocks)
     state = _load(run.store, plan, run.done, n, timings=timings)
     product = split_over_ranks(op, plan)
     desc = f"seigh[krylov{'' if plan.which == 'LM' else ', ' + plan.which}] blocks"
@@ -127,7 +136,7 @@ def measure_krylov(
             while state.done < plan.blocks:
                 j = state.done
                 state.step(product, block_size=plan.block_size, timings=timings)
-                writer.submit(step_key(j), _writes(state, j), _meta(state))
+                writer.submit(step_key(j), _writes(state, j), state_meta(state))
         finally:
             writer.close()
     run.store.measured = plan.blocks - n
@@ -142,7 +151,7 @@ def recover_krylov(st: StepStore, *, timings: dict[str, float] | None = None) ->
     """
     plan = plan_of_identity(st.identity)
     done = st.done_steps()
-    n = _prefix(done, plan.blocks)
+    n = committed_prefix(done, plan.blocks)
     if n < plan.blocks:
         raise ValueError(
             f"recover: {plan.blocks - n} of {plan.blocks} Krylov blocks are missing from "
