@@ -472,13 +472,16 @@ def main() -> None:
 
         del H
         payload["large"] = run_large(args, quartiles, pyhessian_obj)
-    verdict_json = args.results / f"{args.name}_verdict.json"
-    if verdict_json.exists():  # estimators_verdict.py, run side by side, finished first
-        import json
+    import json
 
+    large_ref = payload.get("large", {}).get("reference", {}).get("trace")
+    for suffix, exact in (("", exact_trace), ("_large", large_ref)):
+        verdict_json = args.results / f"{args.name}_verdict{suffix}.json"
+        if exact is None or not verdict_json.exists():
+            continue  # estimators_verdict.py, run side by side, finished first
         verdict = json.loads(verdict_json.read_text())
-        if abs(verdict.get("exact_trace", 0.0) - exact_trace) <= 1e-9 * abs(exact_trace):
-            payload["trace_verdict"] = verdict
+        if abs(verdict.get("exact_trace", 0.0) - exact) <= 1e-9 * abs(exact):
+            payload[f"trace_verdict{suffix}"] = verdict
     payload["total_seconds"] = time.perf_counter() - t_start
     write_json(out_json, payload)
     write_markdown(payload, args.results / f"{args.name}.md")
@@ -551,7 +554,12 @@ def verdicts(p: dict) -> dict[str, Any]:
     pairs = [(n, again.get(n, errors)) for n, errors in pairs]
     out: dict[str, Any] = {"trace": trace_verdicts(pairs)}
     if "large" in p:
-        out["trace_large"] = trace_verdicts(_pairs_from_table(p["large"]["trace"]))
+        again = {
+            r["products"]: {k: v["errors"] for k, v in r.items() if isinstance(v, dict)}
+            for r in p.get("trace_verdict_large", {}).get("rows", [])
+        }
+        large = [(n, again.get(n, e)) for n, e in _pairs_from_table(p["large"]["trace"])]
+        out["trace_large"] = trace_verdicts(large)
     d = p["density"]
     if d:
         a, b = d["curvsketch spectral_density"], d["PyHessian density"]

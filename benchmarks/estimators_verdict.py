@@ -35,6 +35,19 @@ from estimators import (
 from problems import log, set_threads, spec_for, write_json
 
 
+def _large_operator(out: Path):
+    """Problem (b)'s operator as ``estimators_large.run_large`` builds it (float32)."""
+    from curvsketch import HessianOperator
+    from problems import _hessian_data, _trained_model
+
+    spec = spec_for("b", False)
+    model = _trained_model(spec, out / "problems").float()
+    for p in model.parameters():
+        p.grad = None
+    _, X, y = _hessian_data(spec)
+    return HessianOperator(model, torch.nn.functional.cross_entropy, (X.float(), y), engine="vmap")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=1000)
@@ -49,20 +62,35 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--name", default="estimators")
+    parser.add_argument(
+        "--problem",
+        choices=["a", "b"],
+        default="a",
+        help="a: the 7k MLP on its dense Hessian; b: the ~100k MLP on its real float32 "
+        "operator against the run's reference trace",
+    )
     args = parser.parse_args()
     set_threads(args.threads)
     path = args.results / f"{args.name}.json"
     payload = json.loads(path.read_text())
-    spec = spec_for("a", False)
-    h_path = args.out / "problems" / f"{spec.cache_key()}_dense_hessian.pt"
-    H = torch.load(h_path, weights_only=True)
-    exact = float(H.diagonal().sum())
-    if abs(exact - payload["problem"]["exact_trace"]) > 1e-9 * abs(exact):
-        raise SystemExit(f"{h_path} is not the Hessian of {path} (traces differ)")
     methods = trace_methods(None, None, None)
-    tr = {k: v for k, v in payload["trace"].items() if isinstance(v, list)}
+    if args.problem == "a":
+        spec = spec_for("a", False)
+        h_path = args.out / "problems" / f"{spec.cache_key()}_dense_hessian.pt"
+        H = torch.load(h_path, weights_only=True)
+        exact = float(H.diagonal().sum())
+        if abs(exact - payload["problem"]["exact_trace"]) > 1e-9 * abs(exact):
+            raise SystemExit(f"{h_path} is not the Hessian of {path} (traces differ)")
+        table = payload["trace"]
+        suffix = ""
+    else:
+        H = _large_operator(args.out)
+        exact = float(payload["large"]["reference"]["trace"])
+        table = payload["large"]["trace"]
+        suffix = "_large"
+    tr = {k: v for k, v in table.items() if isinstance(v, list)}
     ns = [r["products"] for r in tr["curvsketch xtrace"]]
-    verdict_path = args.results / f"{args.name}_verdict.json"
+    verdict_path = args.results / f"{args.name}_verdict{suffix}.json"
     verdict: dict = {"rows": []}
     if verdict_path.exists():
         verdict = json.loads(verdict_path.read_text())
@@ -98,7 +126,7 @@ def main() -> None:
     # if it has finished, merge now and rewrite the report.
     payload = json.loads(path.read_text())
     if "total_seconds" in payload:
-        payload["trace_verdict"] = verdict
+        payload[f"trace_verdict{suffix}"] = verdict
         write_json(path, payload)
         write_markdown(payload, args.results / f"{args.name}.md")
         plot(payload, args.results / f"{args.name}.png")
