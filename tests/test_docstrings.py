@@ -18,6 +18,7 @@ DOCUMENTED: list[str] = [
     "curvsketch.operators.curvature:HessianOperator",
     "curvsketch.analysis.overlap_curves:overlap_curve",
     "curvsketch.sketch.aposteriori:aposteriori_error",
+    "curvsketch.sketch.seigh:seigh",
 ]
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

@@ -178,6 +178,27 @@ def seigh(
         ValueError: bad sizes or names, non-square operator, dtype/device mismatch,
             non-finite measurements (the error names the block), or an indefinite
             operator with ``recovery="nystrom"``.
+
+    Example:
+        A symmetric matrix with eigenvalues 40, −30, 20 over a small bulk: krylov finds the
+        three largest |λ| (signs kept) and their error bars; ``which="SA"`` the most
+        negative one:
+
+        >>> import torch
+        >>> from curvsketch import seigh
+        >>> g = torch.Generator().manual_seed(0)
+        >>> u = torch.linalg.qr(torch.randn(200, 200, generator=g, dtype=torch.float64)).Q
+        >>> lam = torch.cat([torch.tensor([40.0, -30.0, 20.0]), torch.rand(197, generator=g)])
+        >>> H = (u * lam.double()) @ u.T
+        >>> res = seigh(H, 3, 60, recovery="krylov", progress=False)
+        >>> [round(float(x), 6) for x in res.eigenvalues]
+        [40.0, -30.0, 20.0]
+        >>> lower, upper = res.eigenvalue_bounds()
+        >>> bool(((lower <= res.eigenvalues) & (res.eigenvalues <= upper)).all())
+        True
+        >>> sa = seigh(H, 1, 60, recovery="krylov", which="SA", progress=False)
+        >>> round(float(sa.eigenvalues[0]), 6)
+        -30.0
     """
     op = check_operator(op, "seigh")
     plan = make_plan(
