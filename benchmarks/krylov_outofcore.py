@@ -4,8 +4,10 @@ Operator: a diagonal ``H = diag(d)`` in float32, applied as ``d[:, None] * X`` (
 block, so the run measures the Krylov machinery, not the operator). Its spectrum is known:
 ``d_i = 10·0.995^i`` with every third negated (zero in float32 beyond ``i ≈ 19,000``);
 the eigenvector of ``d_i`` is ``e_i``. (A spectrum that falls to a flat bulk below
-``100·eps·‖H‖`` makes block Krylov deflate; in float32 its orthogonality then degrades to
-~1e-3 in memory and out of core alike, see the notes, so the benchmark avoids it.) The
+``100·eps·‖H‖`` makes block Krylov deflate; in float32 that lost orthogonality (~1e-3
+here, 0.9 on a steeper fall) until the DGKS re-projections of
+``curvsketch.sketch.gram_schmidt``; the figures below were measured before them, on a
+spectrum without such a bulk.) The
 Krylov basis vectors are dense all the same (the start block is the SSRFT test block).
 
 Each configuration runs in a fresh subprocess (``--child``) so that ``ru_maxrss`` is its

@@ -180,3 +180,25 @@ def test_float32_krylov_passes_its_orthogonality_check():
     res = seigh(h, 20, 200, recovery="krylov", progress=False)
     top = res.top(20).eigenvectors.double()
     assert float((top.T @ top - torch.eye(20, dtype=torch.float64)).abs().max()) < 1e-3
+
+
+def test_the_orthogonality_check_reads_a_basis_on_disk_in_row_blocks(tmp_path, monkeypatch):
+    """The out-of-core basis (a ZarrMatrix) is checked too, in row blocks."""
+    import zarr
+
+    from curvsketch.sketch import krylov
+    from curvsketch.store import ZarrMatrix
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.linalg.qr(torch.randn(3000, 20, generator=g, dtype=torch.float32)).Q
+    rot = torch.eye(20, dtype=torch.float32)[:, :5]
+    monkeypatch.setattr(krylov, "_CHECK_READ_BYTES", 1000 * 20 * 4)  # three row blocks
+    good = zarr.open_array(str(tmp_path / "good"), mode="w", shape=q.shape, dtype="float32")
+    good[:] = q.numpy()
+    krylov.check_ritz_orthonormal(ZarrMatrix(good), rot, torch.float32)
+    bad = q.clone()
+    bad[:, 1] = (q[:, 0] + 0.05 * q[:, 1]) / (1 + 0.05**2) ** 0.5
+    arr = zarr.open_array(str(tmp_path / "bad"), mode="w", shape=q.shape, dtype="float32")
+    arr[:] = bad.numpy()
+    with pytest.raises(krylov.KrylovOrthogonalityError, match="lost orthogonality"):
+        krylov.check_ritz_orthonormal(ZarrMatrix(arr), rot, torch.float32)

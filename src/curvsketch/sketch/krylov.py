@@ -53,6 +53,7 @@ import torch
 
 from curvsketch.progress import Progress
 from curvsketch.sketch.factors import Factors, eigh_sorted, which_order
+from curvsketch.sketch.gram_schmidt import DEFLATION_ROUNDOFFS, next_block, project_local_then_full
 from curvsketch.sketch.measure import apply_in_blocks, column_major
 from curvsketch.sketch.noise import STREAM_PSI
 from curvsketch.sketch.plan import SketchPlan
@@ -68,63 +69,6 @@ __all__ = [
     "krylov_start",
     "run",
 ]
-
-#: Columns of a projected block whose norm falls below this many unit roundoffs times the
-#: operator's largest coefficient so far are treated as lost (rank deficiency).
-_DEFLATION_ROUNDOFFS = 100.0
-
-
-def _project(basis: torch.Tensor, w: torch.Tensor, local: int) -> torch.Tensor:
-    """Project ``w`` against ``basis`` in place; return the summed coefficients ``Qᵀw``.
-
-    First against the last ``local`` columns (the blocks ``W = H Q_j`` really has
-    components along: ``Q_j`` and ``Q_{j−1}``), then once against the whole basis, which
-    removes the rounding-level components along the older blocks and acts as the second
-    Gram–Schmidt pass for the local ones ("twice is enough"). Half the flops of projecting
-    twice against everything, with the same orthogonality on Hessian problems.
-    """
-    near = basis[:, basis.shape[1] - local :]
-    coef_near = near.T @ w
-    w.addmm_(near, coef_near, alpha=-1)
-    coef = basis.T @ w
-    w.addmm_(basis, coef, alpha=-1)
-    coef[basis.shape[1] - local :] += coef_near
-    return coef
-
-
-def _next_block(
-    w: torch.Tensor,
-    basis: torch.Tensor | Callable[[torch.Tensor], None],
-    tol: float,
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Orthonormal ``Q_{j+1}`` (``D × b``, ⟂ ``basis``) and ``R_j`` with ``W ≈ Q_{j+1} R_j``.
-
-    ``w`` is already projected against ``basis``. Fast path: Householder QR. If a diagonal
-    entry of ``R`` is below ``tol``, ``W`` is (numerically) rank deficient: its range is
-    kept from an SVD, the rest of the block is completed with random vectors projected
-    against the basis, and ``R = Q_{j+1}ᵀ W``. ``basis`` is the ``(D, c)`` basis or a
-    function that projects a block against it in place (``x -= Q Qᵀ x``; the out-of-core
-    basis of :mod:`.krylov_outofcore`).
-    """
-    q, r = torch.linalg.qr(w, mode="reduced")
-    if bool((r.diagonal().abs() > tol).all()):
-        return q, r
-    u, s, _ = torch.linalg.svd(w, full_matrices=False)
-    keep = u[:, s > tol]
-    missing = w.shape[1] - keep.shape[1]
-    fill = torch.randn(
-        (w.shape[0], missing), generator=generator, dtype=torch.float64, device="cpu"
-    ).to(dtype=w.dtype, device=w.device)
-    for _ in range(2):
-        if callable(basis):
-            basis(fill)
-        else:
-            fill -= basis @ (basis.T @ fill)
-        fill -= keep @ (keep.T @ fill)
-        fill = torch.linalg.qr(fill, mode="reduced").Q
-    q = torch.cat([keep, fill], dim=1)
-    return q, q.T @ w
 
 
 class KrylovState:
@@ -202,11 +146,11 @@ class KrylovState:
             w = apply_in_blocks(op, basis[:, c0:c1], block_size, what=what, on_block=on_block)
         with stage_timer(timings, "qr"):
             local = min(c1, 2 * width)
-            coupling[:c1, c0:c1] = _project(basis[:, :c1], w, local)
+            coupling[:c1, c0:c1] = project_local_then_full(basis[:, :c1], w, local)
             self.scale = max(self.scale, float(coupling[:c1, c0:c1].abs().max()))
-            tol = _DEFLATION_ROUNDOFFS * eps * max(self.scale, torch.finfo(self.dtype).tiny)
+            tol = DEFLATION_ROUNDOFFS * eps * max(self.scale, torch.finfo(self.dtype).tiny)
             if j + 1 < num_blocks:
-                q, r = _next_block(w, basis[:, :c1], tol, self.generator)
+                q, r = next_block(w, basis[:, :c1], tol, self.generator)
                 basis[:, c1 : c1 + width] = q
                 coupling[c1 : c1 + width, c0:c1] = r
             else:
@@ -232,8 +176,7 @@ class KrylovState:
             else:
                 values = theta
             order = which_order(values, which)
-            if isinstance(self.basis, torch.Tensor):  # the leading pairs, as returned
-                check_ritz_orthonormal(self.basis, rot[:, order[:CHECKED_PAIRS]], self.dtype)
+            check_ritz_orthonormal(self.basis, rot[:, order[:CHECKED_PAIRS]], self.dtype)
             # The free residual sees only the exact three-term relation, not its rounding:
             # floor it at the rounding level so that the intervals hold (see .residuals).
             floor = residual_floor(norm_estimate(values), self.dim, total, self.dtype)
@@ -250,30 +193,56 @@ class KrylovOrthogonalityError(RuntimeError):
     """The Krylov basis lost orthogonality: its Ritz pairs would be wrong."""
 
 
-def check_ritz_orthonormal(basis: torch.Tensor, rot: torch.Tensor, dtype: torch.dtype) -> None:
+#: Bytes of basis rows read at a time by the orthonormality check of a basis on disk.
+_CHECK_READ_BYTES = 1 << 27
+
+
+def _ritz_gram(basis: Any, rot: torch.Tensor) -> torch.Tensor:
+    """``UᵀU`` in float64 for ``U = Q W``; a basis on disk (a ZarrMatrix) is read in row
+    blocks of at most :data:`_CHECK_READ_BYTES`, so the check stays within the budget."""
+    if isinstance(basis, torch.Tensor):
+        u = (basis @ rot.to(basis.dtype)).to(torch.float64)
+        return u.T @ u
+    dim, cols = int(basis.shape[0]), int(basis.shape[1])
+    itemsize = torch.empty((), dtype=basis.dtype).element_size()
+    rows = max(1024, _CHECK_READ_BYTES // max(cols * itemsize, 1))
+    gram = torch.zeros((rot.shape[1], rot.shape[1]), dtype=torch.float64)
+    for r0 in range(0, dim, rows):
+        u = (basis[r0 : min(dim, r0 + rows)] @ rot.to(basis.dtype)).to(torch.float64)
+        gram += u.T @ u
+    return gram
+
+
+def check_ritz_orthonormal(basis: Any, rot: torch.Tensor, dtype: torch.dtype) -> None:
     """Refuse Ritz vectors ``U = Q W`` that are not orthonormal (``max |UᵀU − I| > √eps``).
 
     Rayleigh–Ritz on the recurrence's projected matrix is right only for an orthonormal
     basis; once the basis loses orthogonality the Ritz values can lie far outside the
-    spectrum (measured: 13.9 for an operator of norm 10, float32, D = 2·10⁵,
-    m = 2,000, a spectrum that falls to a flat level of 1e-7·‖H‖ after 400 directions),
-    silently. Costs ``D·m·k + D·k²`` flops for ``k`` checked pairs.
+    spectrum, silently (measured before the DGKS re-projections of
+    :mod:`curvsketch.sketch.gram_schmidt`: 13.9 for an operator of norm 10, float32,
+    D = 2·10⁵, m = 2,000, a spectrum that falls to a flat level of 1e-7·‖H‖ after 400
+    directions; with them 10.0007). A guard: it costs ``D·m·k + D·k²`` flops for ``k``
+    checked pairs, and one read of a basis on disk.
+
+    Args:
+        basis: the ``(D, m)`` basis, a tensor or a :class:`~curvsketch.store.ZarrMatrix`.
+        rot: ``(m, k)`` Ritz coefficients of the pairs to check.
+        dtype: the precision of the products (sets the tolerance ``√eps``).
 
     Raises:
         KrylovOrthogonalityError: with the measured loss and what to change.
     """
-    u = basis @ rot.to(basis.dtype)
-    g = u.T.to(torch.float64) @ u.to(torch.float64)
+    g = _ritz_gram(basis, rot)
     g.diagonal().sub_(1.0)
     loss = float(g.abs().max()) if g.numel() else 0.0
     tol = torch.finfo(dtype).eps ** 0.5
     if not loss <= tol:
         raise KrylovOrthogonalityError(
             f"krylov: the {basis.shape[1]}-column basis lost orthogonality (max |UᵀU − I| = "
-            f"{loss:.2g} > {tol:.2g} over the {u.shape[1]} Ritz vectors kept), so its Ritz "
-            f"values are not eigenvalue estimates; this happens in {dtype} when the basis "
-            "is larger than the operator's numerical rank at that precision (the spectrum "
-            "falls below ~100·eps·‖H‖): use a smaller inner, or float64 products"
+            f"{loss:.2g} > {tol:.2g} over the {rot.shape[1]} Ritz vectors kept), so its Ritz "
+            f"values are not eigenvalue estimates; in {dtype} this is most likely where the "
+            "basis is much larger than the operator's numerical rank at that precision (the "
+            "spectrum falls below ~100·eps·‖H‖): use a smaller inner, or float64 products"
         )
 
 

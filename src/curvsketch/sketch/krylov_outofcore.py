@@ -44,12 +44,8 @@ import torch
 
 from curvsketch.progress import Progress
 from curvsketch.sketch.factors import Factors, to_result
-from curvsketch.sketch.krylov import (
-    _DEFLATION_ROUNDOFFS,
-    KrylovState,
-    _next_block,
-    krylov_start,
-)
+from curvsketch.sketch.gram_schmidt import DEFLATION_ROUNDOFFS, next_block, project_full
+from curvsketch.sketch.krylov import KrylovState, krylov_start
 from curvsketch.sketch.krylov_rows import (
     FIXED_BLOCKS,
     MIN_ROWS,
@@ -197,14 +193,17 @@ class OutOfCoreKrylovState(KrylovState):
             near = self.near[:, 2 * b - local :]
             coef_near = near.T @ w
             w.addmm_(near, coef_near, alpha=-1)
-            coef = self.reader.coefficients(w, c1)
-            self.reader.subtract(w, coef, c1)
+            coef = project_full(
+                w,
+                lambda x: self.reader.coefficients(x, c1),
+                lambda x, c: self.reader.subtract(x, c, c1),
+            )
             coef[c1 - local :] += coef_near
             self.coupling[:c1, c0:c1] = coef
             self.scale = max(self.scale, float(coef.abs().max()))
-            tol = _DEFLATION_ROUNDOFFS * eps * max(self.scale, torch.finfo(self.dtype).tiny)
+            tol = DEFLATION_ROUNDOFFS * eps * max(self.scale, torch.finfo(self.dtype).tiny)
             if j + 1 < num_blocks:
-                q, r = _next_block(w, lambda x: self.reader.project(x, c1), tol, self.generator)
+                q, r = next_block(w, lambda x: self.reader.project(x, c1), tol, self.generator)
                 self.coupling[c1 : c1 + b, c0:c1] = r
                 self.near[:, :b] = self.near[:, b:]
                 self.near[:, b:] = q
