@@ -23,12 +23,10 @@ from curvsketch.analysis import (
     overlap,
     random_mask_overlap_std,
 )
-from curvsketch.analysis.chance import expected_projection_f_sq
 
 
 def test_closed_forms() -> None:
     assert chance_overlap(355, 7030) == pytest.approx(0.0505, abs=1e-4)
-    assert expected_projection_f_sq(10, 40) == pytest.approx(7.5)
     # k = 1: overlap = (aᵀu)² ~ Beta(1/2, (D−1)/2), var = 2(D−1)/(D²(D+2)).
     D = 9
     assert chance_overlap_std(1, D) == pytest.approx(math.sqrt(2 * (D - 1) / (D**2 * (D + 2))))
@@ -75,8 +73,6 @@ def test_random_subspace_overlap_mean_and_std() -> None:
     std = chance_overlap_std(k, D)
     assert abs(float(vals.mean()) - chance_overlap(k, D)) < 4 * std / math.sqrt(n)
     assert float(vals.std()) == pytest.approx(std, rel=0.2)
-    pf2 = k * (1 - vals)
-    assert float(pf2.mean()) == pytest.approx(expected_projection_f_sq(k, D), rel=0.05)
 
 
 @pytest.mark.parametrize("rho", [0.05, 0.2, 0.5, 0.75])

@@ -7,16 +7,11 @@ import math
 import pytest
 import torch
 
-from curvsketch.sketch import (
-    NonFiniteMeasurementError,
-    core_solve,
-    make_noise,
-    measure_block,
-    recover_singlepass,
-    seigh,
-)
-from curvsketch.sketch.measure import adjoint_product, apply_in_blocks
+from curvsketch.sketch import NonFiniteMeasurementError, make_noise, seigh
+from curvsketch.sketch.factors import core_solve
+from curvsketch.sketch.measure import adjoint_product, apply_in_blocks, measure_block
 from curvsketch.sketch.seigh import STREAM_PHI, STREAM_PSI
+from curvsketch.sketch.singlepass import recover_singlepass
 
 D = 150
 

@@ -36,7 +36,6 @@ __all__ = [
     "chance_overlap",
     "chance_overlap_std",
     "expected_mask_metrics",
-    "expected_projection_f_sq",
     "limit_random_metrics",
     "random_mask_overlap_std",
 ]
@@ -57,12 +56,6 @@ def chance_overlap(k: int, D: int) -> float:
     """
     _check_kd(k, D)
     return k / D
-
-
-def expected_projection_f_sq(k: int, D: int) -> float:
-    """Exact ``E[projection_f²] = k (1 − k/D)`` for a random pair (subspace or mask)."""
-    _check_kd(k, D)
-    return k * (1.0 - k / D)
 
 
 def chance_overlap_std(k: int, D: int, pair: Literal["subspace", "mask"] = "subspace") -> float:

@@ -3,14 +3,14 @@
 Every builder takes an optional ``seed``: with it, the initialisation is drawn from a
 private CPU generator state (``torch.random.fork_rng``) and leaves the global RNG alone.
 Layer names follow the source implementations (DeepOBS, torchvision), so their state
-dicts line up.
+dicts line up. The TensorFlow-'SAME' layers of the DeepOBS nets are in
+:mod:`curvsketch.experiments.same_padding` (importable from here too).
 """
 
 from __future__ import annotations
 
 import inspect
 import itertools
-import math
 import numbers
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.functional import max_pool2d, pad
+
+from curvsketch.experiments.same_padding import SameConv2d, SameMaxPool2d
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
@@ -153,45 +154,6 @@ def paper_mlp(*, seed: int | None = None) -> nn.Sequential:
     D = 256·20+20 + 4·(20·20+20) + 20·10+10 = 5,140 + 1,680 + 210 = 7,030.
     """
     return scaled_mlp(20, seed=seed)
-
-
-# ------------------------------------------------------------------ TensorFlow 'SAME'
-
-
-def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow 'SAME' padding (before, after): output ceil(size/stride), extra after."""
-    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-class SameConv2d(nn.Conv2d):
-    """``nn.Conv2d`` with TensorFlow 'SAME' zero padding, computed from each input's size.
-
-    Differs from ``padding="same"`` for stride 2 on even sizes: TF pads (0, 1), not (1, 1).
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        top, bottom = _same_padding(x.shape[-2], kh, sh)
-        left, right = _same_padding(x.shape[-1], kw, sw)
-        return super().forward(pad(x, (left, right, top, bottom)))
-
-
-class SameMaxPool2d(nn.Module):
-    """Max pooling with TensorFlow 'SAME' padding (padded cells never win: -inf)."""
-
-    def __init__(self, kernel_size: int, stride: int) -> None:
-        super().__init__()
-        self.kernel_size, self.stride = kernel_size, stride
-
-    def forward(self, x: Tensor) -> Tensor:
-        top, bottom = _same_padding(x.shape[-2], self.kernel_size, self.stride)
-        left, right = _same_padding(x.shape[-1], self.kernel_size, self.stride)
-        x = pad(x, (left, right, top, bottom), value=float("-inf"))
-        return max_pool2d(x, self.kernel_size, self.stride)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding=SAME"
 
 
 class _SpatialMean(nn.Module):

@@ -8,10 +8,11 @@ batch (the one whose gradient gives θ_{t+1}).
 
 Everything random is a function of ``(seed, step)``: the batch of step t is a slice of a
 permutation drawn from ``(seed, epoch)``, and the global RNG (dropout) is re-seeded from
-``(seed, step)`` before every step. A run resumed from a checkpoint is therefore
-identical to an uninterrupted one: bit for bit on CPU; on CUDA only with
-``torch.use_deterministic_algorithms(True)`` (and ``CUBLAS_WORKSPACE_CONFIG=:4096:8``),
-since cuDNN's default convolution kernels differ between reruns (checked on an H200).
+``(seed, step)`` before every step (:mod:`curvsketch.experiments.batch_order`). A run
+resumed from a checkpoint is therefore identical to an uninterrupted one: bit for bit on
+CPU; on CUDA only with ``torch.use_deterministic_algorithms(True)`` (and
+``CUBLAS_WORKSPACE_CONFIG=:4096:8``), since cuDNN's default convolution kernels differ
+between reruns (checked on an H200).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from curvsketch.experiments.batch_order import batch_indices, batch_schedule, mix_seed, seed_step
 from curvsketch.experiments.checkpoints import (
     LOG_FILE,
     PROBE_KEY,
@@ -60,51 +62,6 @@ WRITE_FIX = "free space or pass another folder; finished checkpoints are kept an
 
 class TrainingDivergedError(FloatingPointError, ValueError):
     """The training loss became non-finite or exploded; the message names the step and lr."""
-
-
-_MASK64 = (1 << 64) - 1
-
-
-def _derive_seed(*words: int) -> int:
-    """A well-mixed 63-bit seed from integers (splitmix64 finaliser applied per word)."""
-    state = 0x243F6A8885A308D3
-    for word in words:
-        z = (state + 0x9E3779B97F4A7C15 * (int(word) + 1)) & _MASK64
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-        state = z ^ (z >> 31)
-    return state >> 1
-
-
-def batch_indices(n: int, batch_size: int, seed: int, step: int) -> Tensor:
-    """Indices of the training batch used at ``step`` (stateless, so resumable).
-
-    Each epoch is a fresh permutation of the n samples drawn from ``(seed, epoch)``, cut
-    into ``n // batch_size`` full batches; a remainder smaller than a batch is skipped in
-    that epoch (it is in other positions in the next one).
-    """
-    return next(_batch_schedule(n, batch_size, seed, step, step + 1))
-
-
-def _batch_schedule(n: int, batch_size: int, seed: int, start: int, stop: int) -> Iterator[Tensor]:
-    """Batch indices of steps ``start, ..., stop - 1``; one permutation per epoch."""
-    per_epoch = n // batch_size
-    epoch, permutation = -1, torch.empty(0, dtype=torch.int64)
-    for step in range(start, stop):
-        if step // per_epoch != epoch:
-            epoch = step // per_epoch
-            generator = torch.Generator().manual_seed(_derive_seed(seed, epoch, 0))
-            permutation = torch.randperm(n, generator=generator)
-        position = step % per_epoch
-        yield permutation[position * batch_size : (position + 1) * batch_size]
-
-
-def _seed_step(device: torch.device, seed: int) -> None:
-    """Seed the default generators that layers such as dropout draw from on ``device``."""
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        with torch.cuda.device(device):
-            torch.cuda.manual_seed(seed)
 
 
 def _eval_batches(
@@ -261,7 +218,7 @@ def train(
     def fetch(indices: Tensor) -> tuple[Tensor, Tensor]:
         if inputs is not None and targets is not None:
             i = indices.to(device)
-            return inputs.index_select(0, i), targets.index_select(0, i)  # 10x faster than [i]
+            return inputs.index_select(0, i), targets.index_select(0, i)  # faster than [i]
         x, y = next(iter(DataLoader(train_data, batch_sampler=[indices.tolist()])))
         return x.to(device), y.to(device)
 
@@ -338,7 +295,7 @@ def train(
     elif start == steps and progress:
         sys.stderr.write(f"train: all {steps} steps already in {directory}; nothing to do\n")
     if start < steps:
-        schedule = _batch_schedule(n, batch_size, seed, start, steps)
+        schedule = batch_schedule(n, batch_size, seed, start, steps)
         if inputs is not None and targets is not None:
             batches: Iterable[tuple[Tensor, Tensor]] = (fetch(j) for j in schedule)
         else:
@@ -354,7 +311,7 @@ def train(
         model.train()
         with torch.random.fork_rng(devices=devices):
             for t, (x, y) in zip(range(start, steps), batches, strict=False):
-                _seed_step(device, _derive_seed(seed, t, 1))
+                seed_step(device, mix_seed(seed, t, 1))
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 out = model(x)
                 loss = loss_fn(out, y)

@@ -28,7 +28,7 @@ from torch import nn
 from curvsketch.operators.batches import call_model, model_arguments, tensor_leaves
 from curvsketch.operators.samples import MicroBatch
 
-__all__ = ["ENGINES", "Problem", "engine_names", "flatten_parts", "input_dtype_error"]
+__all__ = ["ENGINES", "Problem", "flatten_parts", "input_dtype_error"]
 
 
 def input_dtype_error(err: BaseException, inputs: Any, where: str) -> TypeError | None:
@@ -321,8 +321,3 @@ ENGINES: dict[str, dict[str, Callable[[Problem, MicroBatch, torch.Tensor], torch
     },
     "ggn": {"graph": ggn_graph, "vmap": ggn_vmap},
 }
-
-
-def engine_names(kind: str) -> list[str]:
-    """Names of the engines available for ``kind`` (``"hessian"`` or ``"ggn"``)."""
-    return list(ENGINES[kind])

@@ -164,9 +164,10 @@ def apply_test_operators(
     """``ΦQ`` and ``Ψ[:t]Q``, the two test-operator products of the single-pass core.
 
     On a CPU with ``n ≥ 2`` torch threads the two run side by side, each on ``n/2``
-    threads: the batched FFTs and gathers of an SSRFT gain ~1.6× from a second thread, two
-    independent products on one thread each gain ~2×. Elsewhere they run one after the
-    other. The numbers are the same either way.
+    threads: the batched FFTs and gathers of an SSRFT gain less from a second thread than
+    two independent products on one thread each (measured:
+    benchmarks/results/docstring_timings.md). Elsewhere they run one after the other. The
+    numbers are the same either way.
     """
     if q.device.type != "cpu" or torch.get_num_threads() < 2:
         return phi.matmul(q, block_size=block_size), psi.matmul(q, 0, t, block_size=block_size)

@@ -19,30 +19,17 @@ three stages, but stage (3) needs ``Q1_i`` *and* ``Q2``, and ``Q2`` needs every 
 so the scheduler holds every ``Q1_i`` in memory until the second level is done — ``D·o``
 entries whatever the chunking (the threaded scheduler does not spill to disk); and its
 block QR, ``numpy.linalg.qr``, computes float32 in float64 with ~7.6 blocks of
-temporaries (measured on one 100,000 × 200 float32 block: +611 MB, torch: +83 MB).
-Measured with ``benchmarks/tsqr_memory.py``: float32 ``Y = G diag(10^linspace(0, -6))
-Vᵀ`` (``cond ≈ 10⁶``), ``o = 200``, Zarr chunks of 100,000 rows, ``Q`` written to Zarr;
-peak RSS increase over the process after imports; 2 CPU cores shared with other jobs,
-single-threaded BLAS (so the seconds are rough and 2 workers ran no faster than 1)::
-
-    method                                    D = 2·10⁶ (1.6 GB)        D = 10⁶
-                                              peak MB    s   ‖QᵀQ−I‖₂   peak MB
-    tsqr(from_zarr(Y)), da.store(Q)            2447     71   2.1e-08     1988
-    tsqr(...)[1] (R alone), Q = Y R⁻¹          1377     99   8.0e-03
-    this module, 2 workers                      489     47   2.8e-06      487
-    this module, 1 worker                       259     44   2.8e-06
-    previous sequential torch loop              343     45   3.6e-06
-
-With blocks of :func:`tsqr_rows` rows (a quarter of the budget per worker) the staged form
-stays within the budget: 259 MB with one worker on 80 MB blocks (budget 320 MB), 489 MB
-with two (640 MB), independent of ``D``. Dask's ``tsqr`` grows with ``D`` (it cannot stay
-within a budget below ``D·o``). Computing ``R`` alone culls the ``Q1_i`` and stays bounded
-by blocks (its 1377 MB are numpy's float64 temporaries in two workers), but the indirect
-``Q = Y R⁻¹`` loses orthogonality in proportion to ``cond(Y)``. Hence the staged form
-above: Dask's own ``tsqr`` for the second level, Dask graphs over the row blocks for the
-first and third, ``Q1`` persisted to Zarr in between. Its orthogonality is that of a
-float32 Householder QR (the in-memory path's ``torch.linalg.qr``); Dask's is better only
-because numpy computes in float64.
+temporaries. With blocks of :func:`tsqr_rows` rows (a quarter of the budget per worker)
+the staged form stays within the budget, independent of ``D``; Dask's ``tsqr`` grows with
+``D`` (it cannot stay within a budget below ``D·o``). Computing ``R`` alone culls the
+``Q1_i`` and stays bounded by blocks, but the indirect ``Q = Y R⁻¹`` loses orthogonality
+in proportion to ``cond(Y)`` (``‖QᵀQ−I‖₂`` 8.0e-3 against 2.8e-6 for this module on a
+float32 ``Y`` with ``cond ≈ 10⁶``, ``o = 200``). Hence the staged form above: Dask's own
+``tsqr`` for the second level, Dask graphs over the row blocks for the first and third,
+``Q1`` persisted to Zarr in between. Its orthogonality is that of a float32 Householder
+QR (the in-memory path's ``torch.linalg.qr``); Dask's is better only because numpy
+computes in float64. Peak memory and seconds of each variant, measured:
+benchmarks/results/docstring_timings.md.
 
 Core (Tropp, Yurtsever, Udell, Cevher 2019): ``ΦQ`` and ``ΨQ`` from column blocks of ``Q``
 (``D × b`` in memory), then the small solve of :func:`.factors.core_solve`. Eigenvectors:

@@ -36,8 +36,10 @@ from curvsketch.sketch.noise import (
 from curvsketch.sketch.validate import (
     check_block_size,
     check_count,
+    check_inner,
     check_noise,
     check_operator,
+    check_outer,
     check_seed,
     resolve_dtype_device,
 )
@@ -50,7 +52,9 @@ __all__ = [
     "WHICH",
     "WHICH_RECOVERIES",
     "SketchPlan",
+    "SvdPlan",
     "make_plan",
+    "make_svd_plan",
 ]
 
 RECOVERIES = ("singlepass", "tropp", "hmt", "nystrom", "krylov")
@@ -130,15 +134,14 @@ class SketchPlan:
         return f"seigh[{self.recovery}{which}] products"
 
 
+#: How size messages name the limit of :func:`make_plan`.
+_DIM_NAME = "the operator's dimension D"
+
+
 def _check_sizes(
     dim: int, outer: Any, inner: Any, recovery: str, power_iters: Any
 ) -> tuple[int, int | None, int]:
-    outer = check_count("outer", outer, 1, "the number of eigenpairs to sketch")
-    if outer > dim:
-        raise ValueError(
-            f"outer={outer} exceeds the operator's dimension D={dim}; at most D eigenpairs "
-            f"exist: use outer <= {dim}"
-        )
+    outer = check_outer(outer, dim, _DIM_NAME, "D", "eigenpairs")
     power_iters = check_count("power_iters", power_iters, 0, "subspace iterations")
     if power_iters and recovery != "hmt":
         raise ValueError(
@@ -152,9 +155,7 @@ def _check_sizes(
                 f"leave inner=None with recovery={recovery!r}"
             )
         return outer, None, power_iters
-    if inner is None:
-        return outer, min(2 * outer, dim), power_iters
-    if recovery == "krylov":
+    if recovery == "krylov" and inner is not None:
         inner = check_count("inner", inner, 1, "the Krylov basis size m (products)")
         if inner < outer:
             raise ValueError(
@@ -162,20 +163,9 @@ def _check_sizes(
                 f"holds the outer Ritz pairs; e.g. inner = 2*outer = {2 * outer}"
             )
         if inner > dim:
-            raise ValueError(f"inner={inner} exceeds the operator's dimension D={dim}")
+            raise ValueError(f"inner={inner} exceeds {_DIM_NAME}={dim}")
         return outer, inner, power_iters
-    inner = check_count("inner", inner, 1, "the inner sketch size s; the paper uses 2*outer")
-    if inner < outer:
-        raise ValueError(
-            f"inner={inner} must be >= outer={outer} (the core solve needs ΨQ of full "
-            f"column rank); the paper uses inner = 2*outer = {2 * outer}"
-        )
-    if inner > dim:
-        raise ValueError(
-            f"inner={inner} exceeds the operator's dimension D={dim}; cap it: "
-            f"inner=min(inner, D) = {dim}"
-        )
-    return outer, inner, power_iters
+    return outer, check_inner(inner, outer, dim, _DIM_NAME, "D"), power_iters
 
 
 def _krylov_blocks(dim: int, inner: int, block_size: Any) -> tuple[int, int]:
@@ -307,6 +297,79 @@ def make_plan(
         power_iters=power_iters,
         which=which,
         shift_steps=shift_steps,
+        dtype=dtype,
+        device=resolved_device,
+    )
+
+
+@dataclass(frozen=True)
+class SvdPlan:
+    """The validated settings of one sketched SVD (build with :func:`make_svd_plan`).
+
+    Attributes:
+        shape: ``(M, N)``, the operator's shape.
+        outer: ``o``, the singular triplets (co-range and range sketch sizes).
+        inner: ``s``, the core sketch size.
+        block_size: test vectors per operator product.
+        num_products: operator products, ``2·o + s``.
+        noise: test-operator kind.
+        seed: seed of the four test operators.
+        dtype: dtype of the test vectors (the operator's).
+        device: their device (the operator's).
+    """
+
+    shape: tuple[int, int]
+    outer: int
+    inner: int
+    block_size: int
+    num_products: int
+    noise: str
+    seed: int
+    dtype: torch.dtype
+    device: torch.device
+
+
+def make_svd_plan(
+    op: Any,
+    outer: Any,
+    inner: Any = None,
+    *,
+    noise: str = "ssrft",
+    seed: int = 0,
+    block_size: int | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> SvdPlan:
+    """Validate the settings of :func:`curvsketch.sketch.ssvd` and derive its sizes, once.
+
+    The size rules are those of the single-pass core of :func:`make_plan`
+    (:func:`~curvsketch.sketch.validate.check_outer`,
+    :func:`~curvsketch.sketch.validate.check_inner`) with ``min(M, N)`` in place of ``D``.
+
+    Args:
+        op: the ``M × N`` operator, already checked (its shape, dtype and device are used).
+        outer, inner, noise, seed, block_size, dtype, device: as in
+            :func:`curvsketch.sketch.ssvd`.
+
+    Raises:
+        ValueError: a bad size or name, or a dtype/device other than the operator's.
+    """
+    m, n = int(op.shape[0]), int(op.shape[1])
+    small = min(m, n)
+    outer = check_outer(outer, small, "min(M, N)", "min(M, N)", "singular triplets")
+    inner = check_inner(inner, outer, small, "min(M, N)", "min(M, N)")
+    noise = check_noise(noise)
+    seed = check_seed(seed)
+    dtype, resolved_device = resolve_dtype_device(op, dtype, device, "ssvd")
+    num_products = 2 * outer + inner
+    return SvdPlan(
+        shape=(m, n),
+        outer=outer,
+        inner=inner,
+        block_size=check_block_size(block_size, num_products),
+        num_products=num_products,
+        noise=noise,
+        seed=seed,
         dtype=dtype,
         device=resolved_device,
     )

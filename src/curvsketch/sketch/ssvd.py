@@ -19,16 +19,10 @@ from curvsketch.progress import Progress
 from curvsketch.sketch.factors import core_solve, orthonormal_basis
 from curvsketch.sketch.measure import block_ranges, has_adjoint, measure_block
 from curvsketch.sketch.noise import NoiseOperator, make_noise
+from curvsketch.sketch.plan import SvdPlan, make_svd_plan
 from curvsketch.sketch.result import SvdResult
 from curvsketch.sketch.timing import stage_timer
-from curvsketch.sketch.validate import (
-    check_block_size,
-    check_count,
-    check_noise,
-    check_operator,
-    check_seed,
-    resolve_dtype_device,
-)
+from curvsketch.sketch.validate import check_operator
 
 __all__ = ["STREAMS", "recover_svd", "ssvd"]
 
@@ -40,18 +34,17 @@ def _measure(
     op: Any,
     test: NoiseOperator,
     rows: int,
-    block: int,
-    dtype: torch.dtype,
-    device: torch.device,
+    plan: SvdPlan,
     bar: Progress,
     *,
     inner: NoiseOperator | None = None,
     adjoint: bool = False,
 ) -> torch.Tensor:
-    """Measure ``op @ Ω[:rows]ᵀ`` (or ``opᵀ``, or ``Φ`` of it) block by block."""
+    """Measure ``op @ Ω[:rows]ᵀ`` (or ``opᵀ``, or ``Φ`` of it) in blocks of the plan's size."""
+    dtype, device = plan.dtype, plan.device
     out_rows = inner.num_rows if inner is not None else op.shape[1 if adjoint else 0]
     out = torch.empty((out_rows, rows), dtype=dtype, device=device)
-    for i0, i1 in block_ranges(0, rows, block):
+    for i0, i1 in block_ranges(0, rows, plan.block_size):
         y, z = measure_block(
             op, test, i0, i1, inner=inner, adjoint=adjoint, dtype=dtype, device=device
         )
@@ -94,58 +87,46 @@ def ssvd(
         TypeError: the operator has no adjoint product.
     """
     op = check_operator(op, "ssvd")
-    m, n = int(op.shape[0]), int(op.shape[1])
-    small = min(m, n)
-    outer = check_count("outer", outer, 1, "the number of singular triplets to sketch")
-    if outer > small:
-        raise ValueError(
-            f"outer={outer} exceeds min(M, N)={small} for an operator of shape ({m}, {n}); "
-            f"use outer <= {small}"
-        )
-    if inner is None:
-        inner = min(2 * outer, small)
-    inner = check_count("inner", inner, 1, "the core sketch size s; the paper uses 2*outer")
-    if inner < outer:
-        raise ValueError(f"inner={inner} must be >= outer={outer}; the paper uses 2*outer")
-    if inner > small:
-        raise ValueError(
-            f"inner={inner} exceeds min(M, N)={small}; cap it: inner=min(inner, M, N) = {small}"
-        )
-    noise = check_noise(noise)
-    seed = check_seed(seed)
-    dtype, device = resolve_dtype_device(op, dtype, device, "ssvd")
+    plan = make_svd_plan(
+        op,
+        outer,
+        inner,
+        noise=noise,
+        seed=seed,
+        block_size=block_size,
+        dtype=dtype,
+        device=device,
+    )
     if not has_adjoint(op):
         raise TypeError(
             f"ssvd: {type(op).__name__} has no adjoint product; it needs op.rmatmul(x) or "
             "op.T @ x (e.g. a curvsketch.operators.LinearOperator implementing _rmatmat)"
         )
-    num_products = 2 * outer + inner
-    block = check_block_size(block_size, num_products)
-
-    upsilon = make_noise(noise, outer, m, seed, STREAMS["upsilon"])
-    omega = make_noise(noise, outer, n, seed, STREAMS["omega"])
-    phi = make_noise(noise, inner, m, seed, STREAMS["phi"])
-    psi = make_noise(noise, inner, n, seed, STREAMS["psi"])
+    (m, n), o, s = plan.shape, plan.outer, plan.inner
+    upsilon = make_noise(plan.noise, o, m, plan.seed, STREAMS["upsilon"])
+    omega = make_noise(plan.noise, o, n, plan.seed, STREAMS["omega"])
+    phi = make_noise(plan.noise, s, m, plan.seed, STREAMS["phi"])
+    psi = make_noise(plan.noise, s, n, plan.seed, STREAMS["psi"])
     timings: dict[str, float] = {}
     with (
-        Progress(num_products, "ssvd products", enabled=progress, unit="products") as bar,
+        Progress(plan.num_products, "ssvd products", enabled=progress, unit="products") as bar,
         stage_timer(timings, "measure"),
     ):
-        xt = _measure(op, upsilon, outer, block, dtype, device, bar, adjoint=True)
-        y = _measure(op, omega, outer, block, dtype, device, bar)
-        z = _measure(op, psi, inner, block, dtype, device, bar, inner=phi)
-    sigma, q, w, p, t = recover_svd(xt, y, z, phi, psi, block_size=block, timings=timings)
+        xt = _measure(op, upsilon, o, plan, bar, adjoint=True)
+        y = _measure(op, omega, o, plan, bar)
+        z = _measure(op, psi, s, plan, bar, inner=phi)
+    sigma, q, w, p, t = recover_svd(xt, y, z, phi, psi, block_size=plan.block_size, timings=timings)
     return SvdResult(
         singular_values=sigma,
         left_basis=q,
         left_rot=w,
         right_basis=p,
         right_rot=t,
-        noise=noise,
-        seed=seed,
-        outer=outer,
-        inner=inner,
-        num_products=num_products,
+        noise=plan.noise,
+        seed=plan.seed,
+        outer=o,
+        inner=s,
+        num_products=plan.num_products,
         timings=timings,
     )
 

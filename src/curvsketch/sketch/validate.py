@@ -13,8 +13,10 @@ __all__ = [
     "DEFAULT_BLOCK_SIZE",
     "check_block_size",
     "check_count",
+    "check_inner",
     "check_noise",
     "check_operator",
+    "check_outer",
     "check_seed",
     "resolve_dtype_device",
 ]
@@ -31,6 +33,63 @@ def check_count(name: str, value: Any, minimum: int, meaning: str) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum} ({meaning}), got {value}")
     return value
+
+
+def check_outer(outer: Any, limit: int, limit_name: str, symbol: str, what: str) -> int:
+    """Return the outer sketch size ``outer`` if it is an integer in ``[1, limit]``.
+
+    Args:
+        outer: the number of pairs (or triplets) to sketch.
+        limit: the most there are: ``D`` for :func:`~curvsketch.sketch.make_plan`,
+            ``min(M, N)`` for :func:`~curvsketch.sketch.ssvd`.
+        limit_name: how messages name ``limit`` (e.g. ``"the operator's dimension D"``).
+        symbol: its symbol in messages (``"D"``, ``"min(M, N)"``).
+        what: what ``outer`` counts, for messages (e.g. ``"eigenpairs"``).
+
+    Raises:
+        ValueError: not an integer, below 1 or above ``limit``.
+    """
+    outer = check_count("outer", outer, 1, f"the number of {what} to sketch")
+    if outer > limit:
+        raise ValueError(
+            f"outer={outer} exceeds {limit_name}={limit}; at most {symbol} {what} exist: use "
+            f"outer <= {limit}"
+        )
+    return outer
+
+
+def check_inner(inner: Any, outer: int, limit: int, limit_name: str, symbol: str) -> int:
+    """The inner (core) sketch size ``s`` of a sketch with a core solve.
+
+    ``None`` gives the paper's ``min(2·outer, limit)``; otherwise ``inner`` must be an
+    integer in ``[outer, limit]`` (the core solve needs ``ΨQ`` of full column rank). Used
+    by :func:`~curvsketch.sketch.make_plan` (``limit = D``) and
+    :func:`~curvsketch.sketch.ssvd` (``limit = min(M, N)``).
+
+    Args:
+        inner: the requested size, or ``None``.
+        outer: the checked outer sketch size.
+        limit: the largest size possible.
+        limit_name: how messages name ``limit``.
+        symbol: its symbol in messages.
+
+    Raises:
+        ValueError: not an integer, below ``outer`` or above ``limit``.
+    """
+    if inner is None:
+        return min(2 * outer, limit)
+    inner = check_count("inner", inner, 1, "the inner sketch size s; the paper uses 2*outer")
+    if inner < outer:
+        raise ValueError(
+            f"inner={inner} must be >= outer={outer} (the core solve needs ΨQ of full "
+            f"column rank); the paper uses inner = 2*outer = {2 * outer}"
+        )
+    if inner > limit:
+        raise ValueError(
+            f"inner={inner} exceeds {limit_name}={limit}; cap it: inner=min(inner, {symbol}) "
+            f"= {limit}"
+        )
+    return inner
 
 
 def check_seed(seed: Any) -> int:

@@ -21,7 +21,7 @@ import torch
 
 from curvsketch.store.identity import RunIdentity
 
-__all__ = ["MeasurementStore", "numpy_dtype", "torch_dtype"]
+__all__ = ["MeasurementStore", "numpy_dtype"]
 
 _DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
 
@@ -34,11 +34,6 @@ def numpy_dtype(name: str) -> np.dtype:
             "(e.g. build the operator in float32)"
         )
     return np.dtype(_DTYPES[name])
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    """The torch dtype of a measurement dtype name."""
-    return getattr(torch, name)
 
 
 class MeasurementStore(ABC):

@@ -111,8 +111,8 @@ class SSRFTNoise(NoiseOperator):
         # One vector per row throughout: gathers along rows and row-wise rffts read memory
         # sequentially. The blocks this is applied to are mostly column slices of a
         # column-major Q (LAPACK's layout), whose transpose is already contiguous; other
-        # blocks are transposed once. Measured at D = 10^6: 1.4× faster than gathering
-        # and transforming along dim 0.
+        # blocks are transposed once. Faster than gathering and transforming along dim 0
+        # (measured: benchmarks/results/docstring_timings.md).
         xr = x.T if x.T.is_contiguous() else x.T.contiguous()  # (m, n)
         m = xr.shape[0]
         u = torch.gather(xr, 1, t["g1"].expand(m, -1)).mul_(t["s1"])  # (Π′x)[order]
