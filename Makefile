@@ -58,8 +58,8 @@ $(BENCH)/.installed: pyproject.toml Makefile
 BENCH_ARGS ?=
 .PHONY: bench
 bench: bench-env
-	$(BENCH)/bin/python benchmarks/problems.py $(BENCH_ARGS)
-	$(BENCH)/bin/python benchmarks/accuracy_cost.py $(BENCH_ARGS)
-	$(BENCH)/bin/python benchmarks/scaling_k.py $(BENCH_ARGS)
-	$(BENCH)/bin/python benchmarks/scaling_d.py $(BENCH_ARGS)
-	$(BENCH)/bin/python benchmarks/make_report.py $(BENCH_ARGS)
+	$(BENCH)/bin/python -m benchmarks.suite.problems $(BENCH_ARGS)
+	$(BENCH)/bin/python -m benchmarks.suite.accuracy_cost $(BENCH_ARGS)
+	$(BENCH)/bin/python -m benchmarks.suite.scaling_k $(BENCH_ARGS)
+	$(BENCH)/bin/python -m benchmarks.suite.scaling_d $(BENCH_ARGS)
+	$(BENCH)/bin/python -m benchmarks.suite.make_report $(BENCH_ARGS)

@@ -5,7 +5,7 @@ then the import circles (strongly connected components of the graph of every mod
 under ``src/curvsketch``) and the imports that point up or skip a layer. Exit status 1
 when there is a circle or a layer violation. Run::
 
-    .venv/bin/python benchmarks/import_graph.py [--all]
+    .venv/bin/python -m benchmarks.import_graph [--all]
 
 Every ``import`` statement counts, also those inside functions (a lazy import still makes a
 circle); the implicit import of a parent package (``curvsketch.sketch`` when

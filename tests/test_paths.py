@@ -55,11 +55,13 @@ _HEADING = re.compile(r"^#+\s*(?:§\s*)?(?P<number>\d+(?:\.\d+)*)[.\s]", re.M)
 #: reference (or creates the file) and removes the entry; an entry whose reference is
 #: gone or now resolves fails :func:`test_pending_entries_are_still_needed`.
 PENDING: dict[tuple[str, str], str] = {
-    # Written by benchmarks/gpu_report.py from a GPU run of benchmarks/gpu_check.sh, which
-    # has not run yet: create it with that run, or say "written by gpu_report.py" without
-    # naming the file as if it existed.
+    # Written by benchmarks/probes/gpu_report.py from a GPU run of
+    # benchmarks/probes/gpu_check.sh, which has not run yet: create it with that run, or say
+    # "written by gpu_report.py" without naming the file as if it existed.
     ("README.md", "benchmarks/results/gpu_h200.md"): "GPU report not yet produced",
-    ("benchmarks/gpu_check.sh", "benchmarks/results/gpu_h200.md"): "GPU report not yet produced",
+    ("benchmarks/probes/gpu_check.sh", "benchmarks/results/gpu_h200.md"): (
+        "GPU report not yet produced"
+    ),
 }
 
 

@@ -38,7 +38,9 @@ def test_every_readme_block_runs_in_order(tmp_path, monkeypatch, capsys):
         try:
             exec(compile(code, f"README.md python block {index}", "exec"), namespace)
         except Exception as err:  # pragma: no cover - the message is the point
-            raise AssertionError(f"README python block {index} ({first!r}) failed: {err!r}") from err
+            raise AssertionError(
+                f"README python block {index} ({first!r}) failed: {err!r}"
+            ) from err
     assert capsys.readouterr().out.strip()
 
 

@@ -14,13 +14,14 @@ from curvsketch.sketch.measure import NonFiniteMeasurementError
 from curvsketch.sketch.result import EighResult
 from curvsketch.sketch.trace import (
     TRACE_METHODS,
+    TRACE_PROBES,
     TraceEstimate,
-    _leave_one_out_directions,
     _Target,
-    _xtrace_estimates,
-    _xtrace_vectors,
     trace,
 )
+from curvsketch.sketch.xtrace import leave_one_out_directions as _leave_one_out_directions
+from curvsketch.sketch.xtrace import xtrace_estimates as _xtrace_estimates
+from curvsketch.sketch.xtrace import xtrace_vectors as _xtrace_vectors
 
 from .conftest import CountingOperator, _spectral
 
@@ -44,8 +45,11 @@ def spiked(seed: int = 0, spikes: int = 20) -> tuple[torch.Tensor, torch.Tensor,
     return a, u, lam
 
 
-def direct_xtrace(b: torch.Tensor, omega: torch.Tensor, rank: int) -> torch.Tensor:
-    """The m leave-one-out XTrace estimates, one QR each (the slow definition, §2)."""
+def direct_xtrace(
+    b: torch.Tensor, omega: torch.Tensor, rank: int, normalise: bool = True
+) -> torch.Tensor:
+    """The m leave-one-out XTrace estimates, one QR each (the slow definition, §2);
+    ``normalise=False``: the plain residual term (Rademacher test vectors)."""
     m = omega.shape[1]
     y = b @ omega
     out = []
@@ -53,19 +57,23 @@ def direct_xtrace(b: torch.Tensor, omega: torch.Tensor, rank: int) -> torch.Tens
         keep = [j for j in range(m) if j != i]
         q = torch.linalg.qr(y[:, keep]).Q
         v = omega[:, i] - q @ (q.T @ omega[:, i])
-        scale = (rank - m + 1) / v.dot(v)
+        scale = (rank - m + 1) / v.dot(v) if normalise else 1.0
         out.append(torch.trace(q.T @ b @ q) + scale * v.dot(b @ v))
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("method", TRACE_METHODS)
-def test_unbiased_and_within_two_standard_errors_at_about_the_stated_rate(method):
+METHOD_PROBES = [(m, p) for m in TRACE_METHODS for p in TRACE_PROBES[m]]
+
+
+@pytest.mark.parametrize(("method", "probes"), METHOD_PROBES)
+def test_unbiased_and_within_two_standard_errors_at_about_the_stated_rate(method, probes):
     a, _, lam = decaying()
     truth = float(lam.sum())
-    est = [trace(a, 30, method=method, seed=s) for s in range(100)]
+    est = [trace(a, 30, method=method, seed=s, probes=probes) for s in range(100)]
     values = torch.tensor([e.value for e in est], dtype=torch.float64)
     errors = torch.tensor([e.standard_error for e in est], dtype=torch.float64)
     assert all(e.method == method and e.num_products == 30 and e.deflated == 0 for e in est)
+    assert all(e.probes == probes for e in est)
     # unbiased: the mean over seeds is within 3 of its standard errors of tr A
     assert abs(float(values.mean()) - truth) < 3 * float(values.std()) / 10
     # the reported standard error estimates the spread over seeds ...
@@ -104,20 +112,22 @@ def test_hutchpp_exact_on_a_rank_r_operator_with_3r_products(extra):
     assert abs(trace(a, 3 * r - 1, method="hutch++", seed=2).value - float(lam.sum())) > 1e-6
 
 
-def test_xtrace_exact_on_a_rank_r_operator_with_2r_plus_2_products():
+@pytest.mark.parametrize("probes", TRACE_PROBES["xtrace"])
+def test_xtrace_exact_on_a_rank_r_operator_with_2r_plus_2_products(probes):
     r = 6
     lam = torch.cat([torch.linspace(-3, 9, r, dtype=torch.float64), torch.zeros(D - r)])
     a, _ = _spectral(lam, 5)
     scale = float(lam.abs().sum())
     for n in (2 * r + 2, 2 * r + 3, 3 * r):  # m - 1 >= r leave-one-out vectors
-        est = trace(a, n, method="xtrace", seed=1)
+        est = trace(a, n, method="xtrace", seed=1, probes=probes)
         assert est.num_products == 2 * (n // 2)
         assert abs(est.value - float(lam.sum())) < 1e-12 * scale, n
         assert est.standard_error < 1e-12 * scale
     # m - 1 = r - 1 < r: a leave-one-out basis misses a direction, no longer exact
-    assert abs(trace(a, 2 * r, method="xtrace", seed=1).value - float(lam.sum())) > 1e-6
+    short = trace(a, 2 * r, method="xtrace", seed=1, probes=probes)
+    assert abs(short.value - float(lam.sum())) > 1e-6
     # the zero operator (R = 0): exactly zero, not NaN
-    zero = trace(torch.zeros(D, D, dtype=torch.float64), 10)
+    zero = trace(torch.zeros(D, D, dtype=torch.float64), 10, probes=probes)
     assert zero.value == 0.0 and zero.standard_error == 0.0
 
 
@@ -131,21 +141,25 @@ def test_hutchinson_exact_on_a_diagonal_matrix_and_one_probe_has_no_error_bar():
     assert math.isinf(trace(a, 3, method="xtrace").standard_error)  # one test vector
 
 
+@pytest.mark.parametrize("probes", TRACE_PROBES["xtrace"])
 @pytest.mark.parametrize("symmetric", [True, False])
-def test_xtrace_downdating_equals_the_direct_leave_one_out_estimates(symmetric):
+def test_xtrace_downdating_equals_the_direct_leave_one_out_estimates(symmetric, probes):
     d, m, seed = 60, 9, 3
+    sphere = probes == "sphere"
     g = torch.Generator().manual_seed(7)
     a = torch.randn(d, d, generator=g, dtype=torch.float64)
     a = (a + a.T) / 2 if symmetric else a
     target = _Target(a, None, 64)
-    omega = _xtrace_vectors(target, m, seed)
+    omega = _xtrace_vectors(target, m, seed, probes)
     torch.testing.assert_close(omega.norm(dim=0), torch.full((m,), math.sqrt(d)).double())
-    slow = direct_xtrace(a, omega, d)
+    if not sphere:
+        assert bool((omega.abs() == 1).all())  # random signs
+    slow = direct_xtrace(a, omega, d, normalise=sphere)
     y = a @ omega
     q, r = torch.linalg.qr(y)
-    fast = _xtrace_estimates(omega, y, q, r, a @ q, d)
+    fast = _xtrace_estimates(omega, y, q, r, a @ q, d, normalise=sphere)
     torch.testing.assert_close(fast, slow, atol=1e-10, rtol=1e-10)
-    est = trace(a, 2 * m, method="xtrace", seed=seed, block_size=4)
+    est = trace(a, 2 * m, method="xtrace", seed=seed, block_size=4, probes=probes)
     assert abs(est.value - float(slow.mean())) < 1e-10 * float(slow.abs().max())
     assert abs(est.standard_error - float(slow.std() / math.sqrt(m))) < 1e-10
     # the leave-one-out directions: s_i ⟂ R e_j for j ≠ i, unit norm
@@ -155,16 +169,17 @@ def test_xtrace_downdating_equals_the_direct_leave_one_out_estimates(symmetric):
     torch.testing.assert_close(s.norm(dim=0), torch.ones(m, dtype=torch.float64))
 
 
-def test_xtrace_deflated_equals_the_direct_computation_on_the_remainder():
+@pytest.mark.parametrize("probes", TRACE_PROBES["xtrace"])
+def test_xtrace_deflated_equals_the_direct_computation_on_the_remainder(probes):
     a, u, lam = spiked(1)
     k, m, seed = 5, 7, 2
     res = EighResult(lam[:k], u[:, :k], recovery="hmt", ritz_values=lam[:k])
     p = torch.eye(D, dtype=torch.float64) - u[:, :k] @ u[:, :k].T
     target = _Target(a, u[:, :k], 64)
-    omega = _xtrace_vectors(target, m, seed)
+    omega = _xtrace_vectors(target, m, seed, probes)
     assert float((u[:, :k].T @ omega).abs().max()) < 1e-12  # probes live on range(P)
-    slow = direct_xtrace(p @ a @ p, omega, D - k)
-    est = trace(a, 2 * m, seed=seed, deflate=res)
+    slow = direct_xtrace(p @ a @ p, omega, D - k, normalise=probes == "sphere")
+    est = trace(a, 2 * m, seed=seed, deflate=res, probes=probes)
     assert est.deflated == k and est.num_products == 2 * m
     assert abs(est.value - float(lam[:k].sum()) - float(slow.mean())) < 1e-10 * float(lam.sum())
 
@@ -247,6 +262,10 @@ def test_bad_input_gets_a_clear_error():
         trace(a, 242)
     with pytest.raises(ValueError, match="use num_products <= 360"):
         trace(a, 363, method="hutch++")
+    with pytest.raises(ValueError, match="probes='sphere' is not available for hutchinson"):
+        trace(a, 10, method="hutchinson", probes="sphere")
+    with pytest.raises(ValueError, match="probes='gaussian' is not available for xtrace"):
+        trace(a, 10, probes="gaussian")
 
     class Diverges(CountingOperator):
         def __matmul__(self, x):

@@ -12,15 +12,9 @@ estimate does not depend on ``block_size`` beyond rounding:
   estimation", SOSA 2021, Algorithm 1: ``Q = orth(A S)`` from ``k`` sketch products, the
   exact ``tr(QᵀAQ)`` from ``k`` more, and Hutchinson on ``(I−QQᵀ)A(I−QQᵀ)`` with the rest.
 * ``"xtrace"``: Epperly, Tropp & Webber, "XTrace: Making the most of every sample in
-  stochastic trace estimation", SIAM J. Matrix Anal. Appl. 45(1), 2024, §2–3: the
-  exchangeable version of Hutch++, where each of ``m = N/2`` test vectors serves both the
-  low-rank basis (of the other ``m − 1``) and the Hutchinson correction, averaged over the
-  ``m`` leave-one-out choices; its own error estimate is the spread of those ``m``
-  estimates. Test vectors are the paper's recommended "improved" ones (uniform on the
-  sphere of radius ``√D``, and each residual probe ``(I − Q₍ᵢ₎Q₍ᵢ₎ᵀ)ωᵢ`` rescaled to the
-  norm its subspace's dimension calls for), and the ``m`` leave-one-out bases are
-  downdated from one QR (``Q₍ᵢ₎Q₍ᵢ₎ᵀ = Q(I − sᵢsᵢᵀ)Qᵀ`` with ``sᵢ ∝ R⁻ᵀeᵢ``), in ``m × m``
-  matrix products: no ``m`` separate QRs.
+  stochastic trace estimation", SIAM J. Matrix Anal. Appl. 45(1), 2024, §2–3: every test
+  vector serves both the low-rank basis of the others and the Hutchinson correction
+  (:mod:`curvsketch.sketch.xtrace`, with its two kinds of test vectors, ``probes``).
 
 Deflation by an :class:`~curvsketch.sketch.EighResult` ``U``: ``tr A = tr(UᵀAU) +
 tr(PAP)`` with ``P = I − UUᵀ`` for any orthonormal ``U``; the first term is the sum of the
@@ -38,11 +32,19 @@ from typing import Any
 import torch
 
 from curvsketch.sketch.measure import check_finite
-from curvsketch.sketch.noise import GaussianNoise, RademacherNoise
+from curvsketch.sketch.noise import RademacherNoise
 from curvsketch.sketch.result import EighResult
 from curvsketch.sketch.validate import check_block_size, check_count, check_operator, check_seed
+from curvsketch.sketch.xtrace import XTRACE_STREAM, xtrace
 
-__all__ = ["STREAMS", "TRACE_METHODS", "TRACE_MIN_PRODUCTS", "TraceEstimate", "trace"]
+__all__ = [
+    "STREAMS",
+    "TRACE_METHODS",
+    "TRACE_MIN_PRODUCTS",
+    "TRACE_PROBES",
+    "TraceEstimate",
+    "trace",
+]
 
 #: Estimators :func:`trace` knows.
 TRACE_METHODS = ("hutchinson", "hutch++", "xtrace")
@@ -51,7 +53,13 @@ STREAMS = {
     "hutchinson": "trace.hutchinson",
     "hutch++.sketch": "trace.hutch++.sketch",
     "hutch++.probes": "trace.hutch++.probes",
-    "xtrace": "trace.xtrace",
+    "xtrace": XTRACE_STREAM,
+}
+#: Test vectors of each method (the first is the default).
+TRACE_PROBES = {
+    "hutchinson": ("rademacher",),
+    "hutch++": ("rademacher",),
+    "xtrace": ("sphere", "rademacher"),
 }
 #: Fewest products each method can estimate from.
 TRACE_MIN_PRODUCTS = {"hutchinson": 1, "hutch++": 3, "xtrace": 2}
@@ -70,6 +78,7 @@ class TraceEstimate:
             deflating result).
         method: ``"hutchinson"``, ``"hutch++"`` or ``"xtrace"``.
         deflated: eigenpairs deflated (``0`` without ``deflate``).
+        probes: the test vectors (``"rademacher"`` or ``"sphere"``).
     """
 
     value: float
@@ -77,6 +86,7 @@ class TraceEstimate:
     num_products: int
     method: str
     deflated: int = 0
+    probes: str = "rademacher"
 
     def __repr__(self) -> str:
         extra = f", deflated={self.deflated}" if self.deflated else ""
@@ -169,75 +179,6 @@ def _hutchpp(target: _Target, num_products: int, seed: int) -> tuple[float, floa
     return known + mean, err, 2 * k + n
 
 
-def _xtrace_vectors(target: _Target, m: int, seed: int) -> torch.Tensor:
-    """The improved test vectors: ``√n · Pg/‖Pg‖`` for Gaussian ``g``, ``n = D − k``."""
-    op = target.op
-    g = GaussianNoise(m, target.dim, seed, STREAMS["xtrace"])
-    omega = target.project(g.columns(0, m, dtype=op.dtype, device=op.device).contiguous())
-    return omega * (math.sqrt(target.rank) / omega.norm(dim=0))
-
-
-def _leave_one_out_directions(r: torch.Tensor) -> torch.Tensor:
-    """Columns ``sᵢ = R⁻ᵀeᵢ / ‖R⁻ᵀeᵢ‖`` (Epperly, Tropp & Webber 2024, §2).
-
-    ``range(Y₋ᵢ) = Q·(sᵢ)⊥`` for ``Y = QR``. Computed from an SVD ``R = UΣVᵀ`` as the
-    normalised columns of ``U·τ/max(Σ, τ)·Vᵀ ∝ R⁻ᵀ`` with a rounding floor ``τ``: for a
-    rank-deficient ``Y`` (an operator of rank ``< m``) the removed direction is then one of
-    ``Q``'s rounding directions, as the exact ``Q₍ᵢ₎`` (which loses nothing) would have it,
-    instead of an overflow.
-    """
-    u, sig, vh = torch.linalg.svd(r)
-    m = int(r.shape[0])
-    tau = max(float(sig.max()) * m * torch.finfo(torch.float64).eps, torch.finfo(r.dtype).tiny)
-    m_inv = (u * (tau / sig.clamp_min(tau))) @ vh
-    return m_inv / m_inv.norm(dim=0)
-
-
-def _xtrace_estimates(
-    omega: torch.Tensor,
-    y: torch.Tensor,
-    q: torch.Tensor,
-    r: torch.Tensor,
-    z: torch.Tensor,
-    rank: int,
-) -> torch.Tensor:
-    """The ``m`` leave-one-out estimates of XTrace, each in ``O(m²)`` (float64, ``(m,)``).
-
-    For test vectors ``Ω`` (``D × m``), ``Y = AΩ = QR``, ``Z = AQ`` and the dimension
-    ``rank`` the vectors live in, estimate ``i`` is (Epperly, Tropp & Webber 2024, §2)
-
-        tr(Q₍ᵢ₎ᵀAQ₍ᵢ₎) + ρᵢ vᵢᵀAvᵢ,   vᵢ = (I − Q₍ᵢ₎Q₍ᵢ₎ᵀ)ωᵢ,   ρᵢ = (rank − m + 1)/‖vᵢ‖²,
-
-    with ``Q₍ᵢ₎Q₍ᵢ₎ᵀ = Q(I − sᵢsᵢᵀ)Qᵀ``: ``tr(Q₍ᵢ₎ᵀAQ₍ᵢ₎) = tr H − sᵢᵀHsᵢ`` (``H = QᵀZ``),
-    ``vᵢ = ωᵢ − Qcᵢ``, ``Avᵢ = yᵢ − Zcᵢ`` with ``cᵢ = (I − sᵢsᵢᵀ)Qᵀωᵢ``, so
-    ``vᵢᵀAvᵢ = ωᵢᵀyᵢ − (Zᵀωᵢ)ᵀcᵢ − cᵢᵀRᵢ + cᵢᵀHcᵢ`` and ``‖vᵢ‖² = ‖ωᵢ‖² − ‖Qᵀωᵢ‖² +
-    (sᵢᵀQᵀωᵢ)²``. Only ``A`` from the right is used (no symmetry assumed).
-    """
-    f64 = torch.float64
-    m = int(omega.shape[1])
-    w = (q.T @ omega).to(f64)
-    t = (z.T @ omega).to(f64)
-    h = (q.T @ z).to(f64)
-    rr = r.to(f64)
-    s = _leave_one_out_directions(rr)
-    sw = (s * w).sum(0)
-    c = w - s * sw
-    quad = (omega * y).sum(0, dtype=f64) - (t * c).sum(0) - (rr * c).sum(0) + (c * (h @ c)).sum(0)
-    norm2 = omega.square().sum(0, dtype=f64) - w.square().sum(0) + sw.square()
-    scale = (rank - m + 1) / norm2
-    return torch.trace(h) - (s * (h @ s)).sum(0) + scale * quad
-
-
-def _xtrace(target: _Target, num_products: int, seed: int) -> tuple[float, float, int]:
-    m = num_products // 2
-    omega = _xtrace_vectors(target, m, seed)
-    y = target.measure(lambda a, b: omega[:, a:b], m, "op @ omega (xtrace test vectors)")
-    q, r = torch.linalg.qr(y)
-    z = target.measure(lambda a, b: q[:, a:b], m, "op @ Q (xtrace basis)")
-    mean, err = _mean_and_error(_xtrace_estimates(omega, y, q, r, z, target.rank))
-    return mean, err, 2 * m
-
-
 def _deflation_basis(deflate: Any, op: Any) -> tuple[torch.Tensor | None, float]:
     """The orthonormal ``U`` of ``deflate`` (op dtype/device) and ``tr(UᵀAU) = Σθ``."""
     if not isinstance(deflate, EighResult):
@@ -287,6 +228,7 @@ def trace(
     seed: int = 0,
     block_size: int | None = None,
     deflate: EighResult | None = None,
+    probes: str | None = None,
 ) -> TraceEstimate:
     """Estimate ``tr(A)`` of a square operator from ``num_products`` products.
 
@@ -323,13 +265,17 @@ def trace(
             (``recovery="hmt"`` or ``"krylov"``), orthonormal eigenvectors ``U`` (``k``).
             The estimate is ``Σθ + (estimate of tr(PAP))``, ``P = I − UUᵀ``, all products
             spent on ``PAP`` (each costs one product with ``A`` and ``O(Dk)`` flops).
+        probes: test vectors (:data:`TRACE_PROBES`; default the method's first):
+            ``"rademacher"`` for Hutchinson and Hutch++; for XTrace ``"sphere"`` (the
+            paper's improved vectors) or ``"rademacher"`` (random signs, plain estimator).
 
     Returns:
         :class:`TraceEstimate`.
 
     Raises:
-        ValueError: non-square operator; bad ``method``, ``num_products`` (too few for the
-            method, or a sketch larger than the dimension), ``seed`` or ``block_size``; a
+        ValueError: non-square operator; bad ``method``, ``probes``, ``num_products`` (too
+            few for the method, or a sketch larger than the dimension), ``seed`` or
+            ``block_size``; a
             ``deflate`` of another dimension, without Ritz values or not orthonormal;
             non-finite products (the error names the block).
         TypeError: ``deflate`` is not an :class:`EighResult`.
@@ -343,6 +289,13 @@ def trace(
     if method not in TRACE_METHODS:
         raise ValueError(
             f"method={method!r} is not a trace estimator; use one of {', '.join(TRACE_METHODS)}"
+        )
+    if probes is None:
+        probes = TRACE_PROBES[method][0]
+    if probes not in TRACE_PROBES[method]:
+        raise ValueError(
+            f"probes={probes!r} is not available for {method}; use one of "
+            f"{', '.join(map(repr, TRACE_PROBES[method]))}"
         )
     minimum = TRACE_MIN_PRODUCTS[method]
     num_products = check_count(
@@ -373,11 +326,12 @@ def trace(
     elif method == "hutch++":
         value, error, spent = _hutchpp(target, num_products, seed)
     else:
-        value, error, spent = _xtrace(target, num_products, seed)
+        value, error, spent = xtrace(target, num_products, seed, probes)
     return TraceEstimate(
         value=known + value,
         standard_error=error,
         num_products=spent,
         method=method,
         deflated=0 if basis is None else int(basis.shape[1]),
+        probes=probes,
     )

@@ -24,7 +24,7 @@ come from one run (each row records its ``invocation``, an index into
 ``meta.invocations``).
 
 Usage:
-    python benchmarks/scaling_k.py [--quick] [--out benchmarks/out] [--ks 50 200 1000]
+    python -m benchmarks.suite.scaling_k [--quick] [--out benchmarks/out] [--ks 50 200 1000]
         [--methods NAME ...] [--cap 1200] [--threads 2] [--append]
 """
 
@@ -34,8 +34,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from methods import METHODS, available_methods, describe, measure, meets_target
-from problems import DEFAULT_OUT, load_problem, log, run_info, set_threads, write_json
+from benchmarks.harness import OUT_DIR, log, run_info, set_threads, write_json
+from benchmarks.suite.methods import METHODS, available_methods, describe, measure, meets_target
+from benchmarks.suite.problems import load_problem
 
 FULL_KS = [50, 200, 1000]
 QUICK_KS = [10, 50]
@@ -111,7 +112,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="quick stand-in of (b), k 10/50")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--ks", type=int, nargs="+", default=None)
     parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS))
     parser.add_argument(

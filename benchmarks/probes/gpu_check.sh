@@ -5,8 +5,8 @@
 # paper's per-stage minutes. About 8 minutes on one H200; writes into OUTDIR (flat, 4
 # files): gpu_check.json, gpu_check.md, gpu_check.log, pytest_cuda.xml.
 #
-#   bash benchmarks/gpu_check.sh OUTDIR [--device cuda|cpu] [--quick] [--stages a,b]
-#                                [--budget SECONDS]
+#   bash benchmarks/probes/gpu_check.sh OUTDIR [--device cuda|cpu] [--quick] [--stages a,b]
+#                                       [--budget SECONDS]
 #
 # Stages, in order (each with its own time limit, cut to what the total budget has left):
 #   env 20 s, pytest 60, scale 90, linalg 110, engines 100, krylov 70     (total 480 s;
@@ -19,18 +19,19 @@
 #
 # On the device machine (nvidia-h200: Python 3.12, its own torch 2.11 + torchvision, no
 # network): the project is not pip-installed (its torch pin does not apply there); it runs
-# with PYTHONPATH=src, and the packages the image lacks come from the wheels in .whl/
-# (made here by `bash benchmarks/gpu_wheels.sh`, ~12 MiB), installed with --target.
+# with PYTHONPATH=src (the scripts run as `python -m benchmarks.probes.NAME` from the
+# repository root), and the packages the image lacks come from the wheels in .whl/
+# (made here by `bash benchmarks/probes/gpu_wheels.sh`, ~12 MiB), installed with --target.
 # The call for a session that is lent a GPU (device tool `run`):
-#   command:   bash benchmarks/gpu_check.sh "$OUT" --device cuda
+#   command:   bash benchmarks/probes/gpu_check.sh "$OUT" --device cuda
 #   carry:     [".whl"]
 #   timeout_s: 560
-# Then, here: python benchmarks/gpu_report.py results <files_at>/gpu_check.json
+# Then, here: python -m benchmarks.probes.gpu_report results <files_at>/gpu_check.json
 #   (writes benchmarks/results/gpu_h200.md and .json). A rerun of failed stages on the still
-# warm machine: bash benchmarks/gpu_check.sh "$OUT" --device cuda --stages linalg,krylov
+# warm machine: bash benchmarks/probes/gpu_check.sh "$OUT" --device cuda --stages linalg,krylov
 #
 # CPU rehearsal (minutes; tiny sizes, every code path):
-#   bash benchmarks/gpu_check.sh /tmp/gpu_rehearsal --device cpu --quick
+#   bash benchmarks/probes/gpu_check.sh /tmp/gpu_rehearsal --device cpu --quick
 set -uo pipefail
 
 usage() { echo "usage: $0 OUTDIR [--device cuda|cpu] [--quick] [--stages a,b] [--budget S]" >&2; exit 2; }
@@ -54,7 +55,7 @@ SLOW=1
 [ $QUICK = 1 ] && SLOW=2
 BUDGET=${BUDGET:-$((480 * SLOW))}
 
-cd "$(dirname "$0")/.." || exit 2
+cd "$(dirname "$0")/../.." || exit 2
 START=$(date +%s)
 export PYTHONUNBUFFERED=1
 WORK=${GPU_CHECK_WORK:-/tmp/gpu_check_work}
@@ -86,7 +87,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 else
   SITE=""
 fi
-export PYTHONPATH="src:benchmarks${SITE:+:$SITE}${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="src${SITE:+:$SITE}${PYTHONPATH:+:$PYTHONPATH}"
 printf '{"device": "%s", "quick": %s, "stages": "%s", "budget": %s, "argv": "%s"}\n' \
   "$DEVICE" "$([ $QUICK = 1 ] && echo true || echo false)" "${STAGES:-all}" "$BUDGET" \
   "OUTDIR $ARGV" >"$WORK/args.json"
@@ -122,7 +123,7 @@ stage() { # stage NAME BUDGET COMMAND...
   echo "=== stage $name: $status in ${dt}s"
   printf '{"stage": "%s", "status": "%s", "seconds": %s, "budget": %s}\n' \
     "$name" "$status" "$dt" "$budget" >>"$WORK/stages.jsonl"
-  "$PY" benchmarks/gpu_report.py merge "$WORK" "$OUTDIR" || echo "gpu_check: merge failed"
+  "$PY" -m benchmarks.probes.gpu_report merge "$WORK" "$OUTDIR" || echo "gpu_check: merge failed"
 }
 
 if [ $QUICK = 1 ]; then
@@ -133,20 +134,20 @@ else
     --store-run --outer 16 --inner 32 --samples 64)
 fi
 
-stage env 20 "$PY" benchmarks/gpu_report.py env "$WORK/env.json"
+stage env 20 "$PY" -m benchmarks.probes.gpu_report env "$WORK/env.json"
 stage pytest 60 "$PY" -m pytest -q -rs -p no:cacheprovider tests -k cuda \
   --junitxml="$WORK/pytest_cuda.xml"
 [ -e "$WORK/pytest_cuda.xml" ] && cp "$WORK/pytest_cuda.xml" "$OUTDIR/"
-stage scale 90 "$PY" benchmarks/gpu_scale.py --device "$DEVICE" "${Q[@]}" "${SCALE[@]}" \
+stage scale 90 "$PY" -m benchmarks.probes.gpu_scale --device "$DEVICE" "${Q[@]}" "${SCALE[@]}" \
   --json "$WORK/scale.json"
-stage linalg 110 "$PY" benchmarks/gpu_linalg.py --device "$DEVICE" "${Q[@]}" \
+stage linalg 110 "$PY" -m benchmarks.probes.gpu_linalg --device "$DEVICE" "${Q[@]}" \
   --json "$WORK/linalg.json"
-stage engines 100 "$PY" benchmarks/hvp_engines.py --device "$DEVICE" "${Q[@]}" \
+stage engines 100 "$PY" -m benchmarks.probes.hvp_engines --device "$DEVICE" "${Q[@]}" \
   --out "$WORK/engines"
-stage krylov 70 "$PY" benchmarks/gpu_krylov.py --device "$DEVICE" "${Q[@]}" \
+stage krylov 70 "$PY" -m benchmarks.probes.gpu_krylov --device "$DEVICE" "${Q[@]}" \
   --json "$WORK/krylov.json"
 
-"$PY" benchmarks/gpu_report.py merge "$WORK" "$OUTDIR" || echo "gpu_check: merge failed"
+"$PY" -m benchmarks.probes.gpu_report merge "$WORK" "$OUTDIR" || echo "gpu_check: merge failed"
 echo "gpu_check: done in $(($(date +%s) - START))s; files in $OUTDIR: $(ls "$OUTDIR" | tr '\n' ' ')"
 # The end of the report, for the run tool's output tail.
 sed -n '/^## Stages/,/^## CUDA/p;/^## Projection/,$p' "$OUTDIR/gpu_check.md"

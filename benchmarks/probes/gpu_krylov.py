@@ -7,10 +7,10 @@ small set of synthetic 224×224 images: per-stage seconds (``measure``: the prod
 ``qr``: building the orthonormal basis; ``core``/``eigh``/``eigvec``: Rayleigh–Ritz and the
 Ritz vectors), the residual norms it returns for free, and the memory peak. These are the
 numbers the paper-size projection of a k = 1,500 krylov solve is scaled from
-(``benchmarks/gpu_report.py``).
+(``benchmarks/probes/gpu_report.py``).
 
-    python benchmarks/gpu_krylov.py --json out.json                  # k=256, m=512, CUDA
-    python benchmarks/gpu_krylov.py --json out.json --device cpu --quick
+    python -m benchmarks.probes.gpu_krylov --json out.json            # k=256, m=512, CUDA
+    python -m benchmarks.probes.gpu_krylov --json out.json --device cpu --quick
 
 The JSON is written before the solve (settings) and after it.
 """
@@ -18,7 +18,6 @@ The JSON is written before the solve (settings) and after it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,9 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks.harness import write_json
+from benchmarks.probes.gpu_hvp import bench_model
 from curvsketch.operators import HessianOperator
 from curvsketch.sketch import seigh
-from gpu_hvp import bench_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     def save() -> None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report, indent=2)
 
     save()
     model = bench_model(args.model).to(device).eval()

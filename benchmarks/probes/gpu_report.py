@@ -1,9 +1,9 @@
-"""Collect the stages of ``benchmarks/gpu_check.sh`` into one JSON and one Markdown report,
+"""Collect the stages of ``benchmarks/probes/gpu_check.sh`` into one JSON and one Markdown report,
 with the projection of a paper-size ResNet-18 Hessian next to the paper's minutes.
 
-    python benchmarks/gpu_report.py env WORK/env.json
-    python benchmarks/gpu_report.py merge WORK OUTDIR    # OUTDIR/gpu_check.{json,md}
-    python benchmarks/gpu_report.py results OUTDIR/gpu_check.json --dest benchmarks/results
+    python -m benchmarks.probes.gpu_report env WORK/env.json
+    python -m benchmarks.probes.gpu_report merge WORK OUTDIR    # OUTDIR/gpu_check.{json,md}
+    python -m benchmarks.probes.gpu_report results OUTDIR/gpu_check.json --dest benchmarks/results
 
 ``merge`` runs after every stage, so the report always holds what was measured so far.
 ``results`` writes ``gpu_<name>.md`` (and the JSON beside it) for the repository; it
@@ -30,6 +30,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+
+from benchmarks.harness import RESULTS_DIR, write_json
 
 RESNET18_D = 11_689_512
 PAPER_MIN = {"products": 8760.0, "qr": 90.0, "core": 610.0, "total": 9586.0}
@@ -229,8 +231,8 @@ def merge(work: Path, outdir: Path) -> dict[str, Any]:
     }
     report["projection"] = projection(report)
     outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
-    from gpu_markdown import markdown
+    write_json(outdir / "gpu_check.json", report, indent=2)
+    from benchmarks.probes.gpu_markdown import markdown
 
     (outdir / "gpu_check.md").write_text(markdown(report))
     return report
@@ -248,13 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("outdir", type=Path)
     r = sub.add_parser("results", help="write gpu_<name>.md for the repository")
     r.add_argument("json", type=Path)
-    r.add_argument("--dest", type=Path, default=Path(__file__).parent / "results")
+    r.add_argument("--dest", type=Path, default=RESULTS_DIR)
     r.add_argument("--name", default="h200")
     r.add_argument("--allow-rehearsal", action="store_true")
     args = p.parse_args(argv)
     if args.cmd == "env":
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(env_info(), indent=2) + "\n")
+        write_json(args.json, env_info(), indent=2)
         return 0
     if args.cmd == "merge":
         merge(args.work, args.outdir)
@@ -270,12 +271,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from gpu_markdown import markdown
+    from benchmarks.probes.gpu_markdown import markdown
 
     report["projection"] = projection(report)
     args.dest.mkdir(parents=True, exist_ok=True)
     (args.dest / f"gpu_{args.name}.md").write_text(markdown(report))
-    (args.dest / f"gpu_{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.dest / f"gpu_{args.name}.json", report, indent=2)
     print(f"wrote {args.dest / f'gpu_{args.name}.md'}")
     return 0
 

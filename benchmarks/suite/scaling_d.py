@@ -3,7 +3,7 @@
 The operator is a cheap synthetic one with a known spectrum,
 
     H = U diag(λ) Uᵀ + δ·I,   U (D × r) with orthonormal columns, λ_i = ±1/i (alternating
-    signs, as in ``seigh_linalg.py``), δ = 0.1 / D,
+    signs, as in ``benchmarks/probes/seigh_linalg.py``), δ = 0.1 / D,
 
 so its eigenvalues are λ_i + δ (i ≤ r) and δ, and a product costs about 4·D·r flops per
 vector: the time is dominated by what each method does around the products. The diagonal's
@@ -31,7 +31,7 @@ parent fits log-log slopes of seconds and of the memory above the operator again
 method. Written to ``<out>/scaling_d.json`` after every point.
 
 Usage:
-    python benchmarks/scaling_d.py [--quick] [--out benchmarks/out] [--dims 1e4 1e5 1e6]
+    python -m benchmarks.suite.scaling_d [--quick] [--out benchmarks/out] [--dims 1e4 1e5 1e6]
         [--outer 100] [--rank 150] [--methods NAME ...] [--cap 1200] [--threads 2]
 """
 
@@ -40,10 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import resource
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -52,9 +49,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.harness import (
+    OUT_DIR,
+    REPO_ROOT,
+    log,
+    maxrss_bytes,
+    module_command,
+    rss_bytes,
+    run_info,
+    set_threads,
+    write_json,
+)
+from benchmarks.suite.methods import METHODS, Target, available_methods
 from curvsketch.operators.protocol import LinearOperator
-from methods import METHODS, Target, available_methods
-from problems import DEFAULT_OUT, log, run_info, set_threads, write_json
 
 FULL_DIMS = [10_000, 30_000, 100_000, 300_000, 1_000_000]
 QUICK_DIMS = [10_000, 30_000, 100_000]
@@ -87,11 +94,6 @@ class LowRankPlusDiagonal(LinearOperator):
     def _matmat(self, x: torch.Tensor) -> torch.Tensor:
         # one D×m result and r×m temporaries: δ·x + U (λ ∘ Uᵀx)
         return torch.addmm(x, self.U, self.lam[:, None] * (self.U.T @ x), beta=self.delta)
-
-
-def current_rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def budgets(outer: int) -> dict[str, tuple[int, dict]]:
@@ -131,7 +133,7 @@ def child(args: argparse.Namespace) -> None:
     for mod in ("scipy.sparse.linalg", "skerch.algorithms", "hessian_eigenthings", "pyhessian"):
         with contextlib.suppress(ImportError):  # imports are not the method's memory
             importlib.import_module(mod)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = maxrss_bytes()
     t0 = time.perf_counter()
     op = LowRankPlusDiagonal(args.dim, args.rank, seed=0)
     setup_seconds = time.perf_counter() - t0
@@ -139,10 +141,10 @@ def child(args: argparse.Namespace) -> None:
     holder.theta = nn.Parameter(torch.zeros(args.dim))
     target = Target(op_block=op, op_single=op, params=[holder.theta], model=holder)
     op @ torch.zeros(args.dim, 2)  # first product outside the timing
-    setup_rss = current_rss_bytes()
+    setup_rss = rss_bytes()
     k, budget = budgets(args.outer)[args.child]
     out = METHODS[args.child].run(target, k, budget, 0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = maxrss_bytes()
     exact = op.exact_eigenvalues[: min(10, k)]
     got = out.eigenvalues[: len(exact)].double()
     err = float(((exact - got).abs() / exact.abs()).max()) if len(got) == len(exact) else None
@@ -191,7 +193,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help=f"D up to {QUICK_DIMS[-1]:,}")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--dims", type=float, nargs="+", default=None)
     parser.add_argument("--outer", type=int, default=100, help="fixed size o")
     parser.add_argument("--rank", type=int, default=150, help="rank r of the synthetic operator")
@@ -217,7 +219,8 @@ def main() -> None:
     }
     for method in methods:
         for dim in dims:
-            cmd = [sys.executable, __file__, "--child", method.name, "--dim", str(dim)]
+            cmd = module_command("benchmarks.suite.scaling_d", "--child", method.name)
+            cmd += ["--dim", str(dim)]
             cmd += ["--outer", str(args.outer), "--rank", str(args.rank)]
             cmd += ["--threads", str(args.threads)]
             # no network here: skerch multiplies with the synthetic operator itself
@@ -225,7 +228,9 @@ def main() -> None:
             row: dict[str, Any] = {"method": label, "family": method.family, "dim": dim}
             t0 = time.perf_counter()
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=cap)
+                proc = subprocess.run(
+                    cmd, capture_output=True, text=True, timeout=cap, cwd=REPO_ROOT
+                )
             except subprocess.TimeoutExpired:
                 row.update(status="timeout", cap=cap, wall=time.perf_counter() - t0)
             else:

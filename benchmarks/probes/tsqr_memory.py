@@ -26,7 +26,7 @@ same from ``VmHWM`` reset with ``/proc/self/clear_refs``. After the timing the c
 checks ``‖QᵀQ − I‖₂`` and ``‖QR − Y‖_F / ‖Y‖_F`` (accumulated in float64, block by
 block). Results go to ``benchmarks/out/tsqr_memory.{json,md}`` and are printed.
 
-Run: ``.venv/bin/python benchmarks/tsqr_memory.py`` (``--dim 200000`` for a quick run).
+Run: ``.venv/bin/python -m benchmarks.probes.tsqr_memory`` (``--dim 200000`` for a quick run).
 """
 
 from __future__ import annotations
@@ -34,33 +34,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-OUT = Path(__file__).parent / "out"
+from benchmarks.harness import (
+    OUT_DIR,
+    REPO_ROOT,
+    Timer,
+    maxrss_bytes,
+    module_command,
+    proc_status_kib,
+    reset_peak_rss,
+)
+
+OUT = OUT_DIR
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 METHODS = ("dask_tsqr", "dask_tsqr_r_indirect", "dask_staged", "dask_staged_w1", "loop_torch")
-
-
-def proc_status_kib(key: str) -> int:
-    """A ``/proc/self/status`` field in KiB (``VmRSS``, ``VmHWM``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
-def cpu_seconds() -> float:
-    """User + system CPU seconds of this process (all threads)."""
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
 
 def make_y(path: Path, dim: int, outer: int, rows: int, dtype: str, seed: int, mix: bool) -> None:
@@ -178,29 +172,23 @@ def child(method: str, path: str, rows: int) -> dict:
 
     group = zarr.open_group(path, mode="r+")
     rss0 = proc_status_kib("VmRSS")
-    maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        hwm_ok = True
-    except OSError:
-        hwm_ok = False
-    t0 = time.perf_counter()
-    cpu0 = cpu_seconds()
-    if method == "dask_tsqr":
-        r = run_dask_tsqr(group, rows)
-    elif method == "dask_tsqr_r_indirect":
-        r = run_dask_tsqr_r_indirect(group, rows)
-    elif method == "dask_staged":
-        r = run_dask_staged(group, rows, workers=os.cpu_count() or 1)
-    elif method == "dask_staged_w1":
-        r = run_dask_staged(group, rows, workers=1)
-    elif method == "loop_torch":
-        r = run_loop_torch(group, rows)
-    else:
-        raise ValueError(method)
-    seconds = time.perf_counter() - t0
-    cpu = cpu_seconds() - cpu0
-    maxrss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    maxrss0 = maxrss_bytes() // 1024
+    hwm_ok = reset_peak_rss()
+    with Timer() as timer:
+        if method == "dask_tsqr":
+            r = run_dask_tsqr(group, rows)
+        elif method == "dask_tsqr_r_indirect":
+            r = run_dask_tsqr_r_indirect(group, rows)
+        elif method == "dask_staged":
+            r = run_dask_staged(group, rows, workers=os.cpu_count() or 1)
+        elif method == "dask_staged_w1":
+            r = run_dask_staged(group, rows, workers=1)
+        elif method == "loop_torch":
+            r = run_loop_torch(group, rows)
+        else:
+            raise ValueError(method)
+    seconds, cpu = timer.seconds, timer.cpu_seconds
+    maxrss1 = maxrss_bytes() // 1024
     hwm = proc_status_kib("VmHWM") if hwm_ok else None
     out = {
         "method": method,
@@ -262,20 +250,20 @@ def main() -> None:
         env = {**os.environ, **dict.fromkeys(BLAS_THREADS, "1")}
         for method in args.methods.split(","):
             out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
+                module_command(
+                    "benchmarks.probes.tsqr_memory",
                     "--child",
                     method,
                     "--path",
-                    str(tmp / "s"),
+                    str(tmp.resolve() / "s"),
                     "--rows",
                     str(args.rows),
-                ],
+                ),
                 capture_output=True,
                 text=True,
                 check=False,
                 env=env,
+                cwd=REPO_ROOT,
             )
             if out.returncode != 0:
                 print(f"{method} failed:\n{out.stderr[-3000:]}", flush=True)

@@ -13,25 +13,24 @@ batched forms; elementwise work is not counted), the FLOPs of
 on the models of ``hvp_engines.py``. FLOPs are linear in the number of samples, so the
 ratios do not depend on ``--samples``.
 
-Usage: python benchmarks/hvp_flops.py [--samples 100] [--block 64] [--out benchmarks/out]
+Usage: python -m benchmarks.probes.hvp_flops [--samples 100] [--block 64] [--out benchmarks/out]
 Writes ``hvp_flops.json`` and ``hvp_flops.md`` to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.harness import machine, markdown_table, write_json
+from benchmarks.probes.hvp_engines import cnn_1m, curvlinops_product, wide_mlp
 from curvsketch import HessianOperator
 from curvsketch.experiments.models import paper_mlp, scaled_mlp
 from curvsketch.operators.engines import ENGINES
-from hvp_engines import cnn_1m, curvlinops_product, wide_mlp
-from report import machine, markdown_table
 
 
 def flops(fn) -> int:
@@ -102,7 +101,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {**machine(), "samples": n, "block": args.block}
-    (out / "hvp_flops.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    write_json(out / "hvp_flops.json", {"meta": meta, "rows": rows}, indent=2)
     table = markdown_table(
         ["model", "D", "method", "GFLOP / vector", "÷ one gradient"],
         [
@@ -121,7 +120,7 @@ def main() -> None:
         "# FLOPs per Hessian-vector product (matmul and convolution only)\n\n"
         f"{n} samples, block of {args.block} vectors, float32; counted with "
         "`torch.utils.flop_counter.FlopCounterMode`.\n\n"
-        f"{table}\n\nCommand: `cd benchmarks && ../.venv-bench/bin/python hvp_flops.py "
+        f"{table}\n\nCommand: `.venv-bench/bin/python -m benchmarks.probes.hvp_flops "
         f"--samples {n} --block {args.block} --out {args.out}`.\n\n"
         "Reading: every exact engine, curvlinops' included, does the same arithmetic to "
         "within 2 %, so a speed-up over curvlinops comes from efficiency (fewer passes over "

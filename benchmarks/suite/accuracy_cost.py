@@ -20,7 +20,7 @@ written to ``<out>/accuracy_cost.json`` as soon as it is measured (``--resume`` 
 rows of an interrupted run and measures only the missing ones).
 
 Usage:
-    python benchmarks/accuracy_cost.py [--quick] [--out benchmarks/out] [--problems a b]
+    python -m benchmarks.suite.accuracy_cost [--quick] [--out benchmarks/out] [--problems a b]
         [--ks 10 50 200] [--methods NAME ...] [--seeds 1] [--cap 900] [--threads 2]
         [--resume]
 """
@@ -32,8 +32,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from methods import METHODS, available_methods, budget_label, describe, measure
-from problems import DEFAULT_OUT, load_problem, log, run_info, set_threads, write_json
+from benchmarks.harness import OUT_DIR, log, run_info, set_threads, write_json
+from benchmarks.suite.methods import METHODS, available_methods, budget_label, describe, measure
+from benchmarks.suite.problems import load_problem
 
 FULL_KS = [10, 50, 200]
 QUICK_KS = [10]
@@ -48,7 +49,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="tiny problems and ladders")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--problems", nargs="+", default=["a", "b"], choices=["a", "b"])
     parser.add_argument("--ks", type=int, nargs="+", default=None, help="target k values")
     parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS))

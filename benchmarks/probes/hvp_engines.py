@@ -17,7 +17,7 @@ product when curvlinops is importable (install it with ``--no-deps`` beside
 ``torch==2.13.0``; ``make bench-env`` does).
 
 Usage:
-    python benchmarks/hvp_engines.py [--out benchmarks/out] [--quick] [--device cuda]
+    python -m benchmarks.probes.hvp_engines [--out benchmarks/out] [--quick] [--device cuda]
         [--models mlp7k,mlp100k-deep,mlp100k-wide,cnn1m,resnet18]
 
 Writes ``hvp_engines.json`` and ``hvp_engines.md`` (``hvp_engines_cuda.*`` on a GPU) into
@@ -30,7 +30,6 @@ ResNet-18 replaced by ``gpu_hvp.bench_model("tiny-cnn")`` on 2 images of 16x16 (
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -38,10 +37,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmarks.harness import machine, markdown_table, write_json
 from curvsketch.experiments.data import load_mnist_5k, mnist16
 from curvsketch.experiments.models import count_parameters, paper_mlp, resnet18, scaled_mlp
 from curvsketch.operators import HessianOperator, engines_for
-from report import machine, markdown_table
 
 MODELS = ("mlp7k", "mlp100k-deep", "mlp100k-wide", "cnn1m", "resnet18")
 
@@ -262,7 +261,7 @@ def write_outputs(out: Path, suffix: str, meta: dict, rows: list[dict]) -> list[
     summary = summarise(rows)
     out.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "rows": rows, "summary": summary}
-    (out / f"hvp_engines{suffix}.json").write_text(json.dumps(payload, indent=2))
+    write_json(out / f"hvp_engines{suffix}.json", payload, indent=2)
     table = markdown_table(
         ["model", "D", "method", "micro-batch", "block", "s / vector"],
         [
@@ -385,7 +384,7 @@ def main() -> None:
             rows += bench_model(name, model, X28, y28, cnn_blk, repeats, cnn_mbs)
         else:
             if args.quick:
-                from gpu_hvp import bench_model as standin
+                from benchmarks.probes.gpu_hvp import bench_model as standin
 
                 label, model = "resnet18-standin", standin("tiny-cnn")
             else:

@@ -20,8 +20,8 @@ Writes ``<out>/<name>.json`` and ``<out>/<name>.md`` (``name`` defaults to ``sei
 
 Usage::
 
-    python benchmarks/seigh_linalg.py                 # D=1e6, o=1000, s=2000, float32
-    python benchmarks/seigh_linalg.py --dim 100000    # a quick run
+    python -m benchmarks.probes.seigh_linalg                 # D=1e6, o=1000, s=2000, float32
+    python -m benchmarks.probes.seigh_linalg --dim 100000    # a quick run
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ import argparse
 import json
 import os
 import platform
-import resource
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.harness import OUT_DIR, maxrss_bytes
 from curvsketch.sketch.noise import make_noise
 from curvsketch.sketch.recovery import recover_singlepass
 from curvsketch.sketch.result import EighResult
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> dict:
         "total_seconds": round(total, 3),
         "setup_seconds": round(setup, 3),
         "top10_max_rel_error": rel_err,
-        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "peak_rss_gib": round(maxrss_bytes() / 2**30, 2),
         "machine": {
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--device", default="cpu", help="where the linear algebra runs")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--name", default="seigh_linalg", help="stem of the output files")
     args = parser.parse_args(argv)
     report = run(args)

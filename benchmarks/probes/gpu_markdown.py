@@ -1,4 +1,4 @@
-"""The Markdown of a ``benchmarks/gpu_check.sh`` run (see ``gpu_report.py``): every stage's
+"""The Markdown of a ``benchmarks/probes/gpu_check.sh`` run (see ``gpu_report.py``): every stage's
 status, the CUDA tests, the engines beside curvlinops (ratios from the same run), the
 ResNet-18 products, the full-size linear algebra, the krylov solve, and the paper-size
 projection with its arithmetic next to the paper's per-stage minutes."""
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpu_report import GOAL_MIN, INNER, KRYLOV_K, KRYLOV_M, OUTER, PAPER_MIN
-from report import markdown_table
+from benchmarks.harness import markdown_table
+from benchmarks.probes.gpu_report import GOAL_MIN, INNER, KRYLOV_K, KRYLOV_M, OUTER, PAPER_MIN
 
 
 def _f(x: Any, spec: str = ".3f") -> str:
@@ -250,7 +250,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"# GPU check on {title}"
         + (" (REHEARSAL: --quick, not results)" if args.get("quick") else ""),
         "",
-        f"`bash benchmarks/gpu_check.sh` {args.get('argv', '')}; torch {env.get('torch')}, "
+        f"`bash benchmarks/probes/gpu_check.sh` {args.get('argv', '')}; torch {env.get('torch')}, "
         f"Python {env.get('python')}, {env.get('platform')}; "
         + ", ".join(f"{k} {v}" for k, v in pk.items())
         + f"; cuDNN TF32 {env.get('cudnn_allow_tf32')}, matmul TF32 "

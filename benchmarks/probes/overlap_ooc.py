@@ -21,7 +21,7 @@ parameters (§2 of the paper), so it should run in seconds and in little memory 
 3. writes the numbers to ``benchmarks/out/overlap_ooc.json``, prints them and deletes the
    file (also on failure, unless ``--keep``).
 
-Run: ``.venv/bin/python benchmarks/overlap_ooc.py`` (defaults as above; ``--D``/``--o`` for
+Run: ``.venv/bin/python -m benchmarks.probes.overlap_ooc`` (defaults as above; ``--D``/``--o`` for
 a quick small run).
 """
 
@@ -32,31 +32,21 @@ import json
 import mmap
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.harness import (
+    OUT_DIR,
+    REPO_ROOT,
+    module_command,
+    proc_status_kib,
+    reset_peak_rss,
+    write_json,
+)
 from curvsketch.analysis import overlap_curve, random_overlap_curve
-
-
-def proc_status_kib(key: str) -> int:
-    """A ``/proc/self/status`` field in KiB (e.g. ``VmRSS``, ``VmHWM``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
-def reset_peak_rss() -> bool:
-    """Reset ``VmHWM`` to the current RSS (Linux ≥ 4.0); False if not permitted."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def drop_from_page_cache(fd: int) -> None:
@@ -167,7 +157,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=2000, help="rows per written block")
     parser.add_argument("--pool", type=int, default=8, help="distinct orthonormal blocks")
     parser.add_argument("--dir", default="/tmp/curvsketch_overlap_ooc")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "out" / "overlap_ooc.json"))
+    parser.add_argument("--out", default=str(OUT_DIR / "overlap_ooc.json"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="do not delete the data files")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
@@ -188,13 +178,17 @@ def main() -> None:
         V = np.linalg.qr(rng.standard_normal((args.o, args.o))).Q.astype(np.float32)
         np.save(data / "V.npy", V)
         np.save(data / "theta.npy", rng.standard_normal(args.D, dtype=np.float32))
-        cmd = [sys.executable, __file__, "--measure", "--D", str(args.D), "--o", str(args.o)]
-        cmd += ["--dir", str(data)]
+        cmd = module_command("benchmarks.probes.overlap_ooc", "--measure", "--D", str(args.D))
+        cmd += ["--o", str(args.o), "--dir", str(data.resolve())]
         runs = {}
         for advice in ("random", "normal"):  # each in a fresh process, cold page cache
             print(f"measuring (madvise: {advice}) ...", flush=True)
             child = subprocess.run(
-                [*cmd, "--advice", advice], check=True, capture_output=True, text=True
+                [*cmd, "--advice", advice],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=REPO_ROOT,
             )
             runs[advice] = json.loads(child.stdout.strip().splitlines()[-1])
         result = {
@@ -223,8 +217,7 @@ def main() -> None:
             if data.exists() and not any(data.iterdir()):
                 data.rmdir()
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result, indent=2)
     print(json.dumps(result, indent=2))
     print(f"wrote {out}; data files {'kept' if args.keep else 'deleted'}")
 

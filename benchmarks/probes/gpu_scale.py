@@ -2,28 +2,27 @@
 complete reduced single-pass SEIGH into an on-disk store, with per-stage timings and the
 projected time of the paper's ImageNet setting (o = 1500, s = 3000, 5000 samples).
 
-    python benchmarks/gpu_scale.py                       # CUDA, o=200, s=400, 64 samples
-    python benchmarks/gpu_scale.py --device cpu --quick  # tiny CPU smoke run
+    python -m benchmarks.probes.gpu_scale                       # CUDA, o=200, s=400, 64 samples
+    python -m benchmarks.probes.gpu_scale --device cpu --quick  # tiny CPU smoke run
 
 Products run on the device; each block is copied to pinned host memory with
 ``non_blocking=True`` and committed to the Zarr store by a writer thread
 (:mod:`curvsketch.sketch.stored`), so the GPU does not wait for the disk. Writes JSON to
 ``$OUT`` if set, else ``benchmarks/out/``.
 
-Reduced mode (``benchmarks/gpu_check.sh`` uses it): ``--hvp-samples 1000,5000`` times one
+Reduced mode (``benchmarks/probes/gpu_check.sh`` uses it): ``--hvp-samples 1000,5000`` times one
 block product of ResNet-18 over each number of synthetic 224×224 images (micro-batched;
 the engine chosen by ``"auto"`` on the first micro-batch, the warm-up on one
 micro-batch) and ``--store-run`` adds the complete reduced single-pass run above at
 ``--outer``/``--inner``. ``--json PATH`` is rewritten after every measurement.
 
-    python benchmarks/gpu_scale.py --hvp-samples 1000,5000 --store-run --outer 16 \
+    python -m benchmarks.probes.gpu_scale --hvp-samples 1000,5000 --store-run --outer 16 \
         --inner 32 --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -35,21 +34,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks.harness import OUT_DIR, peak_rss_bytes, write_json
+from benchmarks.probes.gpu_hvp import bench_model, reduced
 from curvsketch.operators import HessianOperator
 from curvsketch.sketch.stored import measure, recover
-from gpu_hvp import bench_model, reduced
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process (VmHWM), 0 where /proc is unavailable."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def sync(device: torch.device) -> None:
@@ -164,10 +152,8 @@ def project(report: dict[str, Any], outer: int, inner: int, samples: int) -> dic
 
 
 def write_report(report: dict[str, Any], name: str) -> Path:
-    out = Path(os.environ.get("OUT") or Path(__file__).parent / "out")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.json"
-    path.write_text(json.dumps(report, indent=2))
+    path = Path(os.environ.get("OUT") or OUT_DIR) / f"{name}.json"
+    write_json(path, report, indent=2)
     return path
 
 

@@ -2,12 +2,14 @@
 
 (a) ``a``: the paper's 7,030-parameter MLP (``paper_mlp``) trained 1000 SGD steps (lr 0.3,
     batch 500) on 16x16 MNIST (``mnist16``, bundled 5k sample); the loss Hessian on 500
-    class-balanced held-out digits (as ``setting()`` in ``seigh_mnist.py``), float64.
-    Reference: the dense Hessian and its full ``eigh``; the top ``ref_k`` pairs are kept.
-(b) ``b``: ``scaled_mlp(130)`` (102,840 parameters, the ~100k MLP of ``hvp_engines.py``)
-    trained the same way; Hessian on the same 500 held-out digits, float32 products.
-    Reference: the top ``ref_k`` (1000) eigenpairs by scipy ``eigsh`` (ARPACK) at a tight
-    tolerance on a float64 copy of the operator, with the residual of every pair checked.
+    class-balanced held-out digits (as ``setting()`` in ``benchmarks/probes/seigh_mnist.py``),
+    float64. Reference: the dense Hessian and its full ``eigh``; the top ``ref_k`` pairs
+    are kept.
+(b) ``b``: ``scaled_mlp(130)`` (102,840 parameters, the ~100k MLP of
+    ``benchmarks/probes/hvp_engines.py``) trained the same way; Hessian on the same 500
+    held-out digits, float32 products. Reference: the top ``ref_k`` (1000) eigenpairs by
+    scipy ``eigsh`` (ARPACK) at a tight tolerance on a float64 copy of the operator, with
+    the residual of every pair checked.
 
 Everything expensive (trained weights, the reference eigenpairs, the engine choice) is
 cached under ``<out>/problems/`` keyed by a hash of the settings, so the other scripts of
@@ -20,7 +22,7 @@ gradient, all on the same model and data) is written to ``<out>/problems.json``;
 what the solvers pay per product, independently of how many products they need.
 
 Usage:
-    python benchmarks/problems.py [--quick] [--out benchmarks/out] [--problems a b]
+    python -m benchmarks.suite.problems [--quick] [--out benchmarks/out] [--problems a b]
 """
 
 from __future__ import annotations
@@ -28,11 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import importlib.metadata
 import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,105 +40,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.harness import OUT_DIR, log, machine, run_info, set_threads, write_json
+from benchmarks.suite.methods import Target
 from curvsketch import HessianOperator, dense_matrix
 from curvsketch.experiments.data import balanced_subset, mnist16
 from curvsketch.experiments.measure_step import exact_top_eigenpairs
 from curvsketch.experiments.models import count_parameters, scaled_mlp
 from curvsketch.experiments.training import train
 from curvsketch.operators import engines_for
-from methods import Target
-from report import machine
 
-BENCH_DIR = Path(__file__).resolve().parent
-DEFAULT_OUT = BENCH_DIR / "out"
-#: Every neighbour whose version goes into the records.
-PACKAGES = (
-    "curvsketch",
-    "torch",
-    "numpy",
-    "scipy",
-    "skerch",
-    "curvlinops-for-pytorch",
-    "hessian-eigenthings",
-    "PyHessian",
-    "matplotlib",
-)
 #: Vectors per block for block products (curvsketch's default block size).
 BLOCK = 64
-
-
-# ------------------------------------------------------------------ shared helpers
-
-
-def log(*parts: Any) -> None:
-    """A progress line on stderr, with the wall-clock time."""
-    print(time.strftime("%H:%M:%S"), *parts, file=sys.stderr, flush=True)
-
-
-def set_threads(threads: int) -> None:
-    """torch threads for every method (the suite's default is 2)."""
-    torch.set_num_threads(threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-
-
-def versions() -> dict[str, str | None]:
-    """Installed versions of curvsketch and every neighbour (None: not installed)."""
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def git_state() -> dict[str, Any]:
-    """Commit of the working tree and whether it has uncommitted changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=BENCH_DIR,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return {"commit": head or None, "dirty": bool(dirty)}
-    except OSError:
-        return {"commit": None, "dirty": None}
-
-
-def run_info(args: argparse.Namespace) -> dict[str, Any]:
-    """What every output file records: machine, versions, the exact command, arguments."""
-    return {
-        "machine": {**machine(), "cpus": os.cpu_count()},
-        "versions": versions(),
-        "git": git_state(),
-        "command": " ".join(getattr(sys, "orig_argv", [sys.executable, *sys.argv])),
-        "cwd": os.getcwd(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "load_avg_at_start": os.getloadavg()[0],
-    }
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (temporary file, then rename): a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 # ------------------------------------------------------------------------ problems
@@ -491,7 +401,7 @@ def _eigsh_reference(spec: ProblemSpec, model: nn.Module, X, y) -> tuple[torch.T
     return lam, U, info
 
 
-def load_problem(key: str, quick: bool, out: Path = DEFAULT_OUT, repeats: int = 5) -> Problem:
+def load_problem(key: str, quick: bool, out: Path = OUT_DIR, repeats: int = 5) -> Problem:
     """Build (first time) or load (from the cache under ``out/problems``) one problem."""
     spec = spec_for(key, quick)
     cache = Path(out) / "problems"
@@ -552,7 +462,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="tiny stand-ins (minutes)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
     parser.add_argument("--problems", nargs="+", default=["a", "b"], choices=["a", "b"])
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args()

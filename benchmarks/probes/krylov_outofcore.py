@@ -23,9 +23,10 @@ and, when both ran, the out-of-core result against the in-memory one.
 
 Usage::
 
-    .venv/bin/python benchmarks/krylov_outofcore.py --dim 200000 --budget 400000000 \\
+    .venv/bin/python -m benchmarks.probes.krylov_outofcore --dim 200000 --budget 400000000 \\
         --memory --tag d2e5
-    .venv/bin/python benchmarks/krylov_outofcore.py --dim 1000000 --budget 2000000000 --tag d1e6
+    .venv/bin/python -m benchmarks.probes.krylov_outofcore --dim 1000000 --budget 2000000000 \\
+        --tag d1e6
 
 Writes ``benchmarks/results/krylov_outofcore.json`` (one entry per tag, merged) and
 ``.md``.
@@ -37,19 +38,23 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+from benchmarks.harness import (
+    REPO_ROOT,
+    RESULTS_DIR,
+    RssSampler,
+    maxrss_bytes,
+    module_command,
+    rss_bytes,
+)
 
 
 def spectrum(dim: int) -> torch.Tensor:
@@ -71,27 +76,6 @@ class Diagonal:
         return self.d[:, None] * x if x.ndim == 2 else self.d * x
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-class Sampler(threading.Thread):
-    """Samples ``VmRSS`` every ``interval`` seconds; ``peak`` is the largest seen."""
-
-    def __init__(self, interval: float = 0.1) -> None:
-        super().__init__(daemon=True)
-        self.interval, self.peak, self.stop = interval, 0, threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.peak = max(self.peak, rss_bytes())
-            time.sleep(self.interval)
-
-
 def child(args: argparse.Namespace) -> None:
     from curvsketch.sketch import seigh
 
@@ -99,7 +83,7 @@ def child(args: argparse.Namespace) -> None:
     d = spectrum(args.dim)
     op = Diagonal(d)
     base = rss_bytes()
-    sampler = Sampler()
+    sampler = RssSampler()
     sampler.start()
     kw = {"recovery": "krylov", "block_size": args.block, "progress": False}
     store = None
@@ -138,7 +122,7 @@ def child(args: argparse.Namespace) -> None:
         "wall_s": wall,
         "rows_s": rows_s,
         "timings_s": {key: round(v, 3) for key, v in res.timings.items()},
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": maxrss_bytes(),
         "peak_vmrss_sampled_bytes": sampler.peak,
         "rss_after_setup_bytes": base,
         "eigenvalue_max_rel_error": {
@@ -165,9 +149,8 @@ def child(args: argparse.Namespace) -> None:
 
 def run_child(args: argparse.Namespace, mode: str, scratch: str, tag: str) -> dict:
     out = os.path.join(scratch, f"{tag}_{mode}.json")
-    cmd = [
-        sys.executable,
-        __file__,
+    cmd = module_command(
+        "benchmarks.probes.krylov_outofcore",
         "--child",
         "--mode",
         mode,
@@ -180,9 +163,9 @@ def run_child(args: argparse.Namespace, mode: str, scratch: str, tag: str) -> di
         f"--outer={args.outer}",
         f"--budget={args.budget}",
         f"--threads={args.threads}",
-    ]
+    )
     print(" ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, cwd=REPO_ROOT)
     return json.loads(Path(out).read_text()) | {"_pt": out + ".pt"}
 
 
@@ -210,7 +193,7 @@ def write_md(results: dict) -> None:
     lines = [
         "# Out-of-core block Krylov (#15 item 4)",
         "",
-        "`benchmarks/krylov_outofcore.py`: diagonal float32 operator with a known spectrum "
+        "`benchmarks/probes/krylov_outofcore.py`: diagonal float32 operator with a known spectrum "
         "(`10·0.995^i`, every third negative), one subprocess per run. "
         "Peak RSS from `ru_maxrss` (and sampled VmRSS); stages in seconds.",
         "",
@@ -284,7 +267,7 @@ def write_md(results: dict) -> None:
         if entry.get("note"):
             lines += ["", entry["note"]]
         lines.append("")
-    (RESULTS / "krylov_outofcore.md").write_text("\n".join(lines))
+    (RESULTS_DIR / "krylov_outofcore.md").write_text("\n".join(lines))
 
 
 def main() -> None:
@@ -306,11 +289,11 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS_DIR.mkdir(exist_ok=True)
     scratch = args.scratch or os.path.join(tempfile.gettempdir(), "krylov_ooc_bench")
     os.makedirs(scratch, exist_ok=True)  # kept: the rows of each run, for later comparisons
     tag = args.tag or f"D={args.dim}"
-    path = RESULTS / "krylov_outofcore.json"
+    path = RESULTS_DIR / "krylov_outofcore.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     entry = results.get(tag, {"runs": {}})
     try:
@@ -333,7 +316,9 @@ def main() -> None:
             )
         for r in entry["runs"].values():
             r.pop("_pt", None)
-        command = " ".join([".venv/bin/python", "benchmarks/krylov_outofcore.py", *sys.argv[1:]])
+        command = " ".join(
+            [".venv/bin/python", "-m", "benchmarks.probes.krylov_outofcore", *sys.argv[1:]]
+        )
         entry.pop("command", None)
         entry["commands"] = [*entry.get("commands", []), command]
         results[tag] = entry

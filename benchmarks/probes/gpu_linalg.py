@@ -9,7 +9,7 @@ float32, ``Y`` alone is 70.1 GB, and ``torch.linalg.qr`` writes ``Q`` into a sec
 before the core and eigenvectors (which again need ``Q`` and ``Q W``, 140.3 GB). This
 script calls curvsketch's own stage functions (:mod:`curvsketch.sketch.recovery`) in that
 order, frees each input as soon as it is spent, and times each stage. The sketches are
-those of a synthetic rank-``r`` operator (``benchmarks/seigh_linalg.py``); the timed
+those of a synthetic rank-``r`` operator (``benchmarks/probes/seigh_linalg.py``); the timed
 stages do not depend on the operator, and the top eigenvalues are checked against it.
 
 If the full size does not fit (or fails), the script says why and runs ``D/10`` next
@@ -19,8 +19,8 @@ After the QR, the orthonormality of 64 random columns of ``Q`` is checked, and a
 the top-10 eigenvalues against the synthetic operator's, so a solver that returns
 garbage at this size is caught rather than timed.
 
-    python benchmarks/gpu_linalg.py --json out.json                 # full size, CUDA
-    python benchmarks/gpu_linalg.py --json out.json --device cpu --quick
+    python -m benchmarks.probes.gpu_linalg --json out.json           # full size, CUDA
+    python -m benchmarks.probes.gpu_linalg --json out.json --device cpu --quick
 
 The JSON is rewritten after every stage, so a run stopped by a timeout keeps what it had.
 """
@@ -28,7 +28,6 @@ The JSON is rewritten after every stage, so a run stopped by a timeout keeps wha
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import traceback
@@ -37,13 +36,14 @@ from typing import Any
 
 import torch
 
+from benchmarks.harness import write_json
+from benchmarks.probes.seigh_linalg import synthetic_sketches
 from curvsketch.sketch.recovery import (
     apply_test_operators,
     core_solve,
     eigh_by_magnitude,
     orthonormal_basis,
 )
-from seigh_linalg import synthetic_sketches
 
 RESNET18_D = 11_689_512
 
@@ -182,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         report["device_total_bytes"] = int(torch.cuda.mem_get_info(device)[1])
 
     def save() -> None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report, indent=2)
 
     for dim in (args.dim, args.dim // 10):
         rec: dict[str, Any] = {"status": "started"}

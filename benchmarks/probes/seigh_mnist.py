@@ -12,7 +12,7 @@ top-350 magnitude mask. Methods at 710 products unless named otherwise:
   hmt + 1 power iteration (o=355, 1065 products); skerch hmt (o=355) and oversampled
   (o=355, inner 710: 1065 products) when skerch is importable (``make bench-env``).
 
-Usage: python benchmarks/seigh_mnist.py [--seeds 5] [--out benchmarks/out] [--only NAME ...]
+Usage: python -m benchmarks.probes.seigh_mnist [--seeds 5] [--out benchmarks/out] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.harness import CountingOperator, machine, markdown_table
+from benchmarks.suite.methods import mask_overlap_rows
 from curvsketch import HessianOperator, dense_matrix, seigh
 from curvsketch.experiments.data import balanced_subset, mnist16
 from curvsketch.experiments.measure_step import eigenvalue_error, exact_top_eigenpairs
 from curvsketch.experiments.models import paper_mlp
 from curvsketch.experiments.training import train
-from report import machine, markdown_table
 
 K_MASK = 350
 
@@ -45,29 +46,6 @@ def setting(steps: int) -> tuple[HessianOperator, torch.Tensor]:
     X, y = data.test.inputs[idx].double(), data.test.targets[idx]
     op = HessianOperator(model, torch.nn.functional.cross_entropy, (X, y))
     return op, op.parameter_vector()
-
-
-def mask_overlap_rows(U: torch.Tensor, theta: torch.Tensor, k: int) -> float:
-    """(1/k)·‖U[S_k, :k]‖² for the top-k magnitude mask S_k (row-norm overlap)."""
-    S = theta.abs().argsort(descending=True)[:k]
-    return float((U[S, :k] ** 2).sum() / k)
-
-
-class Counter:
-    """Counts the vectors an operator is multiplied with (works for any caller)."""
-
-    def __init__(self, op: HessianOperator) -> None:
-        self.op, self.shape, self.dtype, self.device, self.count = (
-            op,
-            op.shape,
-            op.dtype,
-            op.device,
-            0,
-        )
-
-    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
-        self.count += 1 if x.ndim == 1 else x.shape[1]
-        return self.op @ x
 
 
 def ours(recovery: str, outer: int, inner: int | None, power_iters: int = 0):
@@ -145,7 +123,7 @@ def main() -> None:
     rows = []
     for name, run in methods.items():
         for seed in range(args.seeds):
-            counter = Counter(op)
+            counter = CountingOperator(op)
             t = time.perf_counter()
             try:
                 ev, vecs = run(counter, seed)

@@ -9,7 +9,7 @@ command that produced its file, the machine, and the versions of curvsketch and 
 neighbour.
 
 Usage:
-    python benchmarks/make_report.py [--out benchmarks/out] [--results benchmarks/results]
+    python -m benchmarks.suite.make_report [--out benchmarks/out] [--results benchmarks/results]
         [--report benchmarks/REPORT.md] [--prefix suite_]
 
 The JSON files of the last full run are kept as ``benchmarks/results/suite_*.json``:
@@ -26,27 +26,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH_DIR))
-
-from report import markdown_table as _markdown_table  # noqa: E402
+from benchmarks.harness import BENCH_DIR, OUT_DIR, RESULTS_DIR
+from benchmarks.harness import markdown_table as _markdown_table
 
 RUN = {
-    "problems.json": "python benchmarks/problems.py",
-    "accuracy_cost.json": "python benchmarks/accuracy_cost.py",
-    "scaling_k.json": "python benchmarks/scaling_k.py",
-    "scaling_d.json": "python benchmarks/scaling_d.py",
+    "problems.json": "python -m benchmarks.suite.problems",
+    "accuracy_cost.json": "python -m benchmarks.suite.accuracy_cost",
+    "scaling_k.json": "python -m benchmarks.suite.scaling_k",
+    "scaling_d.json": "python -m benchmarks.suite.scaling_d",
 }
 EIG_TARGET, OVERLAP_TARGET = 0.01, 0.99
 
 
 def markdown_table(headers, rows, align: str = "") -> str:
-    """``report.markdown_table`` with ``|`` escaped inside cells (|λ| would split a cell)."""
-
-    def esc(cell: Any) -> str:
-        return str(cell).replace("|", "\\|")
-
-    return _markdown_table([esc(h) for h in headers], [[esc(c) for c in r] for r in rows], align)
+    """``harness.markdown_table`` with ``|`` escaped inside cells (|λ| would split a cell)."""
+    return _markdown_table(headers, rows, align, escape=True)
 
 
 def load(out: Path, name: str) -> dict[str, Any] | None:
@@ -673,8 +667,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, default=BENCH_DIR / "out", help="JSON inputs")
-    parser.add_argument("--results", type=Path, default=BENCH_DIR / "results", help="PNG dir")
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="JSON inputs")
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="PNG dir")
     parser.add_argument("--report", type=Path, default=BENCH_DIR / "REPORT.md")
     parser.add_argument("--quick", action="store_true", help="accepted for `make bench`; no-op")
     parser.add_argument(
@@ -702,9 +696,9 @@ def main() -> None:
         "Neighbours: scipy `eigsh` (ARPACK) on curvsketch's operator, skerch 1.2 `seigh` on "
         "curvlinops 3.0.1's `HessianLinearOperator`, hessian-eigenthings' Lanczos with full "
         "reorthogonalisation and PyHessian's deflated power iteration (both on curvsketch's "
-        "operator, see `benchmarks/methods.py` for why). Regenerate everything with "
+        "operator, see `benchmarks/suite/methods.py` for why). Regenerate everything with "
         "`make bench` (full size) or `make bench BENCH_ARGS=--quick`; rewrite this report from "
-        "the JSON kept in `benchmarks/results/` with `python benchmarks/make_report.py "
+        "the JSON kept in `benchmarks/results/` with `python -m benchmarks.suite.make_report "
         "--out benchmarks/results --prefix suite_`.",
         "",
     ]

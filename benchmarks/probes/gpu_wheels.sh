@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Download, here, the wheels that benchmarks/gpu_check.sh needs on the lent GPU machine
+# Download, here, the wheels that benchmarks/probes/gpu_check.sh needs on the lent GPU machine
 # (kind nvidia-h200: Python 3.12, its own torch 2.11 + torchvision, no network there) and
 # that its image lacks. They travel with the `run` call as carry [".whl"] and are installed
 # there with `pip install --no-index --no-deps --target` (gpu_check.sh does it).
 #
-#   bash benchmarks/gpu_wheels.sh            # into .whl/ (ignored by .gitignore: /.whl/)
-#   bash benchmarks/gpu_wheels.sh DIR        # into DIR
+#   bash benchmarks/probes/gpu_wheels.sh       # into .whl/ (ignored by .gitignore: /.whl/)
+#   bash benchmarks/probes/gpu_wheels.sh DIR   # into DIR
 #
 # Only what the device image lacks (its package list: /work/.library/device/KINDS.md):
 #   curvsketch's own needs  zarr>=3 (+ numcodecs, donfig, google-crc32c), dask[array]

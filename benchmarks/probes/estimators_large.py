@@ -28,9 +28,10 @@ import torch
 from torch import nn
 
 import curvsketch
+from benchmarks.harness import log
+from benchmarks.suite.problems import _hessian_data, _trained_model, spec_for
 from curvsketch import HessianOperator
 from curvsketch.sketch.noise import RademacherNoise
-from problems import _hessian_data, _trained_model, log, spec_for
 
 
 def _reference(op: Any, cache: Path, key: str, k: int, probes: int) -> dict[str, Any]:

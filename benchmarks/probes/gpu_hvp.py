@@ -1,4 +1,4 @@
-"""The reduced mode of ``benchmarks/gpu_scale.py`` (``--hvp-samples``): seconds per
+"""The reduced mode of ``benchmarks/probes/gpu_scale.py`` (``--hvp-samples``): seconds per
 ResNet-18 HVP over given numbers of synthetic images, micro-batched, and optionally the
 complete reduced store run; plus :func:`bench_model`, ResNet-18 or the tiny stand-in that
 ``--quick`` CPU rehearsals use. Run through ``gpu_scale.py``, not on its own."""
@@ -6,7 +6,6 @@ complete reduced store run; plus :func:`bench_model`, ResNet-18 or the tiny stan
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks.harness import write_json
 from curvsketch.experiments.models import build_model
 from curvsketch.operators import HessianOperator
 
@@ -154,8 +154,7 @@ def reduced(args: argparse.Namespace, device: torch.device, run_scale: Callable)
     path = Path(args.json)
 
     def save() -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(path, report, indent=2)
 
     save()
     sizes = [int(n) for n in args.hvp_samples.split(",") if n]

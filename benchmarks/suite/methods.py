@@ -13,7 +13,7 @@ threads spinning at barriers) and serve as a check on the wall-time ratios. Ladd
 ask for a sketch or Krylov basis of more than ``MAX_BASIS_ENTRIES`` (4·10⁸, 1.6 GB in
 float32) entries, so that the full-size runs fit a 24 GB machine.
 
-Methods, all on the same model, data and loss (see ``problems.py``):
+Methods, all on the same model, data and loss (see ``benchmarks/suite/problems.py``):
 
 * ``curvsketch singlepass`` — ``seigh(op, o, 2o, recovery="singlepass")``: 2o products.
 * ``curvsketch hmt`` (``p=0``), ``hmt p=1``, ``hmt p=2`` — ``seigh(op, o, recovery="hmt",
@@ -58,9 +58,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.harness import CountingOperator, timed
 from curvsketch import seigh
-from curvsketch.operators.protocol import LinearOperator
-from seigh_mnist import mask_overlap_rows
 
 BLOCK = 64
 PYHESSIAN_MAX_K = 20
@@ -116,21 +115,6 @@ def _sorted_by_magnitude(values: torch.Tensor, vectors: torch.Tensor):
 
 
 # ----------------------------------------------------------------------- operators
-
-
-class CountingOperator(LinearOperator):
-    """A curvsketch-protocol operator that counts the vectors multiplied with it."""
-
-    def __init__(self, op: Any) -> None:
-        self.op = op
-        self.shape = (int(op.shape[0]), int(op.shape[1]))
-        self.dtype = op.dtype
-        self.device = op.device
-        self.count = 0
-
-    def _matmat(self, x: torch.Tensor) -> torch.Tensor:
-        self.count += x.shape[1]
-        return self.op @ x
 
 
 class ChunkedCounter:
@@ -192,13 +176,6 @@ class Target:
 # ---------------------------------------------------------------------------- methods
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
-    """``fn()``, its wall seconds and the process's CPU seconds (all threads) during it."""
-    c0, t0 = time.process_time(), time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0, time.process_time() - c0
-
-
 def curvsketch_method(recovery: str, power_iters: int = 0):
     """``seigh`` with ``recovery`` (``power_iters`` for hmt); budget: the outer size o."""
 
@@ -220,7 +197,7 @@ def curvsketch_method(recovery: str, power_iters: int = 0):
             top = res.top(min(k, len(res)))
             return res, top.eigenvalues, top.eigenvectors
 
-        (res, values, vectors), sec, cpu = _timed(call)
+        (res, values, vectors), sec, cpu = timed(call)
         info = {"timings": {s: round(t, 4) for s, t in res.timings.items()}}
         return Outcome(values, vectors, op.count, sec, info, cpu)
 
@@ -236,7 +213,7 @@ def krylov_method(target: Target, k: int, budget: dict, seed: int) -> Outcome:
         res = seigh(op, k, m, recovery="krylov", seed=seed, progress=False)
         return res, res.eigenvalues, res.eigenvectors
 
-    (res, values, vectors), sec, cpu = _timed(call)
+    (res, values, vectors), sec, cpu = timed(call)
     info = {"timings": {s: round(t, 4) for s, t in res.timings.items()}}
     info["max_residual"] = float(res.residual_norms.max())
     return Outcome(values, vectors, op.count, sec, info, cpu)
@@ -262,7 +239,7 @@ def eigsh_method(target: Target, k: int, budget: dict, seed: int) -> Outcome:
             torch.from_numpy(np.ascontiguousarray(w)), torch.from_numpy(np.ascontiguousarray(Z))
         )
 
-    (values, vectors), sec, cpu = _timed(call)
+    (values, vectors), sec, cpu = timed(call)
     return Outcome(values, vectors, op.count, sec, info, cpu)
 
 
@@ -289,7 +266,7 @@ def skerch_method(recovery: str = "hmt"):
             values, vectors = torch.as_tensor(ews)[:k], torch.as_tensor(evs)[:, :k]
             return values, vectors
 
-        (values, vectors), sec, cpu = _timed(call)
+        (values, vectors), sec, cpu = timed(call)
         operator = "curvlinops" if target.curvlinops is not None else "curvsketch op_block"
         return Outcome(values, vectors, lop.count, sec, {"operator": operator}, cpu)
 
@@ -332,7 +309,7 @@ def lanczos_method(target: Target, k: int, budget: dict, seed: int) -> Outcome:
         )
         return res.eigenvalues, res.eigenvectors.T, res
 
-    (values, vectors, res), sec, cpu = _timed(call)
+    (values, vectors, res), sec, cpu = timed(call)
     info = {"iterations": int(res.iterations), "converged": int(res.converged.sum())}
     return Outcome(values, vectors, op.count, sec, info, cpu)
 
@@ -367,7 +344,7 @@ def pyhessian_method(target: Target, k: int, budget: dict, seed: int) -> Outcome
         vectors = torch.stack([torch.cat([c.reshape(-1) for c in v]) for v in vecs], dim=1)
         return _sorted_by_magnitude(values, vectors)
 
-    (values, vectors), sec, cpu = _timed(call)
+    (values, vectors), sec, cpu = timed(call)
     return Outcome(values, vectors, op.count, sec, {}, cpu)
 
 
@@ -562,6 +539,21 @@ def eigenvalue_error(lam: torch.Tensor, lam_hat: torch.Tensor) -> float:
     return float(torch.cat(errs).max()) if lam.numel() else 0.0
 
 
+def mask_overlap_rows(U: torch.Tensor, theta: torch.Tensor, k: int) -> float:
+    """(1/k)·‖U[S_k, :k]‖² for the top-k magnitude mask S_k of ``θ`` (row-norm overlap).
+
+    Args:
+        U: eigenvectors, one per column, sorted by ``|λ|``.
+        theta: the parameter vector.
+        k: mask size and number of eigenvectors.
+
+    Returns:
+        The overlap of the mask with the span of the top ``k`` eigenvectors.
+    """
+    S = theta.abs().argsort(descending=True)[:k]
+    return float((U[S, :k] ** 2).sum() / k)
+
+
 def accuracy(
     ref_values: torch.Tensor,
     ref_vectors: torch.Tensor,
@@ -580,7 +572,7 @@ def accuracy(
     * ``overlap``: ``‖U_kᵀ Q‖_F² / k`` where ``Q`` is an orthonormal basis of the run's
       top-k eigenvectors (1 = the same subspace).
     * ``mask_overlap_err``: ``|overlap(S_k, Û_k) − overlap(S_k, U_k)|`` for the top-k
-      magnitude mask ``S_k`` of ``|θ|`` (row-norm overlap as in ``seigh_mnist.py``).
+      magnitude mask ``S_k`` of ``|θ|`` (row-norm overlap, :func:`mask_overlap_rows`).
     """
     m = len(out.eigenvalues)
     if m < k:

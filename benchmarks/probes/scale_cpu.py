@@ -2,8 +2,8 @@
 data, single-pass SEIGH into an on-disk store, per-stage seconds beside the paper's CIFAR-10
 breakdown (docs/paper.md: products 24, QR 1.5, core 2, total 97 minutes, on GPUs).
 
-    python benchmarks/scale_cpu.py            # 500 samples, o=1000, s=2000 (about an hour)
-    python benchmarks/scale_cpu.py --quick    # 20 samples, o=40, s=80 (a minute or two)
+    python -m benchmarks.probes.scale_cpu            # 500 samples, o=1000, s=2000 (an hour)
+    python -m benchmarks.probes.scale_cpu --quick    # 20 samples, o=40, s=80 (a minute or two)
 
 Writes JSON to ``$OUT`` if set, else ``benchmarks/out/``.
 """
@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from gpu_scale import run_scale, write_report
+from benchmarks.probes.gpu_scale import run_scale, write_report
 
 PAPER_MINUTES = {"products": 24.0, "qr": 1.5, "core": 2.0, "total": 97.0}
 
