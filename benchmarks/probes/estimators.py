@@ -620,7 +620,8 @@ def write_markdown(p: dict, path: Path) -> None:
     ):
         L += [
             f"The re-measured rows below ran on the MLP trained again (another session, "
-            f"another thread count: other rounding): its dense Hessian has trace {exact_again:.6g}, not "
+            f"another thread count: other rounding): its dense Hessian has trace "
+            f"{exact_again:.6g}, not "
             f"{p['problem']['exact_trace']:.6g}; every method of a row ran on that same matrix "
             "against its exact trace. Our best of several methods is picked on the same seeds "
             "(a slight bias in our favour).",
