@@ -186,6 +186,7 @@ def trace_methods(model, X, y):
         "curvsketch hutch++": ours("hutch++"),
         "curvsketch xtrace": ours("xtrace"),
         "curvsketch xtrace rademacher": ours("xtrace", "rademacher"),
+        "curvsketch krylov": ours("krylov"),
         "curvlinops hutchinson_trace": theirs(curvlinops.hutchinson_trace),
         "curvlinops hutchpp_trace": theirs(curvlinops.hutchpp_trace),
         "curvlinops xtrace": theirs(curvlinops.xtrace),

@@ -94,10 +94,12 @@ def test_zero_settings_skip_the_estimates():
     assert spec.record["density"] is None and spec.record["trace"]["num_products"] == 10
 
 
-def test_products_are_capped_on_small_operators():
-    """More products than XTrace can use on D dimensions, more steps than D: capped."""
+@pytest.mark.parametrize("method", ["xtrace", "krylov"])
+def test_products_are_capped_on_small_operators(method):
+    """More products than XTrace or Krylov can use on D dimensions (a Krylov space of
+    N/2 = D: the whole space, exact), more steps than D: capped."""
     A, lam = _matrix()
-    a = _analysis()
+    a = _analysis(trace_method=method)
     a = dataclasses.replace(a, trace_products=10 * D, density_steps=D + 5, density_probes=2)
     spec = spectrum_estimates(A, a)
     assert spec.record["trace"]["num_products"] == 2 * D

@@ -262,6 +262,12 @@ def test_bad_input_gets_a_clear_error():
         trace(a, 242)
     with pytest.raises(ValueError, match="use num_products <= 360"):
         trace(a, 363, method="hutch++")
+    with pytest.raises(ValueError, match=r"krylov a space of 121 dimensions.*<= 240"):
+        trace(a, 242, method="krylov")
+    with pytest.raises(ValueError, match=r"num_products must be >= 3.*krylov needs 3"):
+        trace(a, 2, method="krylov")
+    with pytest.raises(ValueError, match="probes='sphere' is not available for krylov"):
+        trace(a, 10, method="krylov", probes="sphere")
     with pytest.raises(ValueError, match="probes='sphere' is not available for hutchinson"):
         trace(a, 10, method="hutchinson", probes="sphere")
     with pytest.raises(ValueError, match="probes='gaussian' is not available for xtrace"):
@@ -276,6 +282,8 @@ def test_bad_input_gets_a_clear_error():
         trace(Diverges(a), 20, block_size=4)
     with pytest.raises(NonFiniteMeasurementError, match=r"probes\) for indices \[8, 12\)"):
         trace(Diverges(a), 20, method="hutchinson", block_size=4)
+    with pytest.raises(NonFiniteMeasurementError, match=r"Krylov block 5 of 5"):
+        trace(Diverges(a), 20, method="krylov", block_size=4)
 
 
 def test_float32_operator_and_the_estimate_object():
@@ -288,3 +296,68 @@ def test_float32_operator_and_the_estimate_object():
     assert text.startswith("TraceEstimate(") and "xtrace" in text and "± " in text
     with pytest.raises(AttributeError):
         ref.value = 0.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("n", "exact"), [(16, True), (30, True), (14, False)])
+def test_krylov_exact_once_the_space_holds_the_range(n, exact):
+    """Rank 6: N = 16 gives b = 2, q = 4, and (q − 1)b = 6 basis vectors beyond Ω span
+    range(A); N = 14 (q = 3) leaves two of them out."""
+    r = 6
+    lam = torch.cat([torch.linspace(-3, 9, r, dtype=torch.float64), torch.zeros(D - r)])
+    a, _ = _spectral(lam, 6)
+    scale = float(lam.abs().sum())
+    est = trace(a, n, method="krylov", seed=3)
+    assert est.num_products == n and est.method == "krylov"
+    err = abs(est.value - float(lam.sum()))
+    if exact:
+        assert err < 1e-12 * scale and est.standard_error < 1e-12 * scale
+    else:
+        assert err > 1e-6
+    # the zero operator: every block loses rank, the fill keeps the basis orthonormal
+    zero = trace(torch.zeros(D, D, dtype=torch.float64), n, method="krylov")
+    assert zero.value == 0.0 and zero.standard_error == 0.0
+
+
+def test_krylov_beats_xtrace_on_a_decaying_spectrum_and_loses_on_a_cluster_of_outliers():
+    """Where each is better, as documented: on ``1/i`` (100 seeds, N = 40) the 20-dimensional
+    Krylov space keeps less of the tail than XTrace's sketch (measured RMS ratio 0.73–0.81
+    over three sets of 100 seeds); with 20 outliers packed in [20, 55] and N = 50, ten
+    Krylov steps of width 2 cannot separate them, while XTrace's 25-column sketch holds
+    them all (measured RMS 15 against 1.8)."""
+
+    def rms(a: torch.Tensor, truth: float, n: int, method: str, seeds: int) -> float:
+        e = torch.tensor([trace(a, n, method=method, seed=s).value for s in range(seeds)])
+        return float((e.double() - truth).square().mean().sqrt())
+
+    a, _, lam = decaying()
+    kry, xt, hpp = (rms(a, float(lam.sum()), 40, m, 100) for m in ("krylov", "xtrace", "hutch++"))
+    assert kry < 0.9 * xt and kry < 0.7 * hpp, (kry, xt, hpp)
+    a, _, lam = spiked(1)
+    kry, xt = (rms(a, float(lam.sum()), 50, m, 30) for m in ("krylov", "xtrace"))
+    assert kry > 3 * xt, (kry, xt)
+
+
+def test_krylov_basis_is_orthonormal_and_perpendicular_to_a_deflation(monkeypatch):
+    """The residual probes see (I − QQᵀ)(I − UUᵀ): the estimate equals Σθ + tr(QᵀBQ) +
+    the probe mean computed directly, and Q ⟂ U."""
+    import curvsketch.sketch.krylov_trace as kt
+
+    a, u, lam = spiked(2)
+    res = EighResult(lam[:5], u[:, :5], recovery="krylov", ritz_values=lam[:5])
+    seen = {}
+    original = kt.next_block
+
+    def spy(w, against, tol, generator):
+        q, r = original(w, against, tol, generator)
+        seen.setdefault("blocks", []).append(q.clone())
+        return q, r
+
+    monkeypatch.setattr(kt, "next_block", spy)
+    est = trace(a, 40, method="krylov", seed=4, deflate=res)
+    blocks = seen["blocks"]
+    basis = torch.cat(blocks, dim=1)
+    assert float((u[:, :5].T @ basis).abs().max()) < 1e-12
+    gram = basis.T @ basis - torch.eye(basis.shape[1], dtype=torch.float64)
+    assert float(gram.abs().max()) < 1e-12
+    assert est.deflated == 5 and est.num_products == 40
+    assert abs(est.value - float(lam.sum())) < 4 * est.standard_error + 1e-9

@@ -88,7 +88,7 @@ def _deflating(result: EighResult | None, dim: int, room: int) -> EighResult | N
 
 def _trace_products(method: str, wanted: int, rank: int) -> int:
     """``wanted`` products, at most what ``method`` can use on a ``rank``-dimensional space."""
-    cap = {"xtrace": 2 * rank, "hutch++": 3 * rank}.get(method)
+    cap = {"xtrace": 2 * rank, "krylov": 2 * rank, "hutch++": 3 * rank}.get(method)
     return wanted if cap is None else min(wanted, cap)
 
 

@@ -8,7 +8,7 @@ What this package exports, by task (``__all__`` is grouped the same way):
   :data:`SYMMETRY_PRODUCTS`); :func:`ssvd` — SVD of a rectangular operator.
 * **Error estimates.** :func:`aposteriori_error` — error of any approximation, with
   :func:`error_probability_bounds` and :func:`scree_bounds`.
-* **Estimators** with standard errors: :func:`trace` (Hutchinson, Hutch++, XTrace:
+* **Estimators** with standard errors: :func:`trace` (Hutchinson, Hutch++, XTrace, Krylov:
   :data:`TRACE_METHODS`), :func:`diagonal` (Hutchinson, XDiag: :data:`DIAGONAL_METHODS`),
   :func:`spectral_density` (stochastic Lanczos quadrature, all probes in one block).
 * **Plans.** One validated plan per solve: :func:`make_plan` -> :class:`SketchPlan`
