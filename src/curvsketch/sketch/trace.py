@@ -325,19 +325,13 @@ def trace(
     basis, known = (None, 0.0) if deflate is None else _deflation_basis(deflate, op)
     target = _Target(op, basis, block)
     dim = target.dim
-    if method == "xtrace" and num_products // 2 > target.rank:
+    if method in ("xtrace", "krylov") and num_products // 2 > target.rank:
         left = "" if basis is None else f" left after deflating {basis.shape[1]} eigenpairs"
+        what = "test vectors" if method == "xtrace" else "Krylov dimensions"
         raise ValueError(
-            f"num_products={num_products} gives xtrace {num_products // 2} test vectors, more "
+            f"num_products={num_products} gives {method} {num_products // 2} {what}, more "
             f"than the {target.rank} dimensions{left}: use num_products <= {2 * target.rank} "
             f"(the exact trace costs {dim} products: op @ I)"
-        )
-    if method == "krylov" and num_products // 2 > target.rank:
-        left = "" if basis is None else f" left after deflating {basis.shape[1]} eigenpairs"
-        raise ValueError(
-            f"num_products={num_products} gives krylov a space of {num_products // 2} "
-            f"dimensions, more than the {target.rank}{left}: use num_products <= "
-            f"{2 * target.rank} (the exact trace costs {dim} products: op @ I)"
         )
     if method == "hutch++" and num_products // 3 > dim:
         raise ValueError(
