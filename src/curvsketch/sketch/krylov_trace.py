@@ -49,9 +49,8 @@ def krylov_split(num_products: int, rank: int) -> tuple[int, int]:
     Rule, from measurements on the paper's 7k MLP (dense float32 copy of its Hessian,
     200–400 seeds at ``N`` = 30, 60, 120, prototype runs not kept as a benchmark): half the
     products on the Krylov space, half on residual probes; about ten steps of width
-    ``b ≈ N/20`` (at least
-    2): deep, narrow spaces resolve the outlying eigenvalues better than wide, shallow ones
-    of the same size (measured: ``b = 6, q = 10`` beat ``b = 12, q = 5`` and
+    ``b ≈ N/20`` (at least 2): deep, narrow spaces resolve the outlying eigenvalues better
+    than wide, shallow ones of the same size (measured: ``b = 6, q = 10`` beat ``b = 12, q = 5`` and
     ``b = 10, q = 10``'s smaller residual share at ``N = 120``).
 
     Args:

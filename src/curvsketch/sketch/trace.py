@@ -274,7 +274,7 @@ def trace(
 
     Args:
         op: square ``D × D`` operator (``.shape``, ``.dtype``, ``.device``, ``@`` on a
-            ``(D, m)`` block) or a tensor/array. Hutch++ and XTrace need no symmetry.
+            ``(D, m)`` block) or a tensor/array. Hutch++, XTrace and Krylov need no symmetry.
         num_products: operator products to spend (``≥ 1`` for Hutchinson, ``≥ 3`` for
             Hutch++ and Krylov, ``≥ 2`` for XTrace).
         method: ``"hutchinson"``, ``"hutch++"``, ``"xtrace"`` or ``"krylov"``.
