@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from curvsketch.sketch.krylov_trace import KRYLOV_TRACE_STREAMS, krylov_split, krylov_trace
+from curvsketch.sketch.krylov_trace import KRYLOV_TRACE_STREAMS, krylov_plan, krylov_trace
 from curvsketch.sketch.measure import check_finite
 from curvsketch.sketch.noise import RademacherNoise
 from curvsketch.sketch.result import EighResult
@@ -256,18 +256,20 @@ def trace(
       (40 eigenvalues in [10, 50] over a bulk in [0, 1], D = 400, N = 60); Hutchinson's and
       Hutch++'s cover at ~95 % there). Exact on an operator of rank ``≤ m − 1``.
       Usually more accurate than Hutch++ at equal products (the paper's experiments).
-    * ``"krylov"``: the exact trace on a block Krylov space of ``q`` steps of width ``b``
-      (``bq ≈ N/2``, ``q`` ≈ 10, ``b ≈ N/20``: :func:`~curvsketch.sketch.krylov_trace.
-      krylov_split`), whose products give ``tr(QᵀAQ)`` as it is built, and
-      ``r = N − bq`` Rademacher probes on ``(I−QQᵀ)A(I−QQᵀ)``; all ``N`` products spent.
-      The standard error is Hutchinson's on the residual: honest (91–97 % of 2-SE
-      intervals covered the truth in our measurements). Better than XTrace where the
-      spectrum decays (``1/i``: RMS 0.73–0.81× XTrace's at N = 40; on the 7k MLP of
-      ``benchmarks/results/estimators.md`` at N = 30 and 120, not at 60 nor on the 100k
-      MLP), worse where more outliers than ``b`` crowd
-      together (20 in [20, 55] over a bulk in [0, 1], N = 50: RMS 15 against XTrace's
-      1.8: ten narrow steps cannot separate them). Exact on an operator of rank
-      ``≤ (q − 1)b``.
+    * ``"krylov"``: the exact trace on a block Krylov space of width ``b ≈ N/20``, whose
+      products give ``tr(QᵀAQ)`` as it is built, and Rademacher probes on
+      ``(I−QQᵀ)A(I−QQᵀ)`` with the rest; all ``N`` products spent. The depth is adaptive:
+      ``⌈0.4N⌉`` pilot probes, measured first, say after each step how much of the
+      residual's Frobenius norm it removed, and the space grows while that beats the probes
+      it costs (:mod:`~curvsketch.sketch.krylov_trace`), so a decaying spectrum gets a deep
+      space and a flat one more probes. The standard error is Hutchinson's on the
+      residual: honest (91–97 % of 2-SE intervals covered the truth in our measurements).
+      Better than XTrace where the spectrum decays (``1/i``: RMS 0.74–0.89× XTrace's at
+      N = 40) and on the 7k MLP of ``benchmarks/results/estimators.md`` at N = 30, 60 and
+      120; worse where more outliers than ``b`` crowd together (20 in [20, 55] over a bulk
+      in [0, 1], N = 50: narrow steps cannot separate them; RMS > 3× XTrace's, tested).
+      Exact on an operator of rank ``≤ (q − 1)b`` once the rule takes ``q`` steps (it
+      stops at a residual of rounding size).
 
     All products are made in blocks of ``block_size`` columns; the probes are a function of
     ``(seed, index)``, so ``block_size`` does not change the estimate beyond rounding.
@@ -348,8 +350,8 @@ def trace(
     elif method == "xtrace":
         value, error, spent = xtrace(target, num_products, seed, probes)
     else:
-        width, steps = krylov_split(num_products, target.rank)
-        value, error, spent = krylov_trace(target, num_products, seed, width, steps)
+        width, steps, pilots = krylov_plan(num_products, target.rank)
+        value, error, spent, _ = krylov_trace(target, num_products, seed, width, steps, pilots)
     return TraceEstimate(
         value=known + value,
         standard_error=error,
