@@ -96,8 +96,8 @@ def test_zero_settings_skip_the_estimates():
 
 @pytest.mark.parametrize("method", ["xtrace", "krylov"])
 def test_products_are_capped_on_small_operators(method):
-    """More products than XTrace or Krylov can use on D dimensions (a Krylov space of
-    N/2 = D: the whole space, exact), more steps than D: capped."""
+    """More products than XTrace or Krylov can use on D dimensions (room for a Krylov
+    space of all D: exact), more steps than D: capped."""
     A, lam = _matrix()
     a = _analysis(trace_method=method)
     a = dataclasses.replace(a, trace_products=10 * D, density_steps=D + 5, density_probes=2)

@@ -262,7 +262,7 @@ def test_bad_input_gets_a_clear_error():
         trace(a, 242)
     with pytest.raises(ValueError, match="use num_products <= 360"):
         trace(a, 363, method="hutch++")
-    with pytest.raises(ValueError, match=r"krylov 121 Krylov dimensions.*<= 240"):
+    with pytest.raises(ValueError, match=r"242 is more than krylov can use on the 120 dim.*<= 240"):
         trace(a, 242, method="krylov")
     with pytest.raises(ValueError, match=r"num_products must be >= 3.*krylov needs 3"):
         trace(a, 2, method="krylov")

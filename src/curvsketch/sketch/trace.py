@@ -329,11 +329,14 @@ def trace(
     dim = target.dim
     if method in ("xtrace", "krylov") and num_products // 2 > target.rank:
         left = "" if basis is None else f" left after deflating {basis.shape[1]} eigenpairs"
-        what = "test vectors" if method == "xtrace" else "Krylov dimensions"
+        what = (
+            f"gives xtrace {num_products // 2} test vectors, more than"
+            if method == "xtrace"
+            else "is more than krylov can use on"  # its space would hold them all
+        )
         raise ValueError(
-            f"num_products={num_products} gives {method} {num_products // 2} {what}, more "
-            f"than the {target.rank} dimensions{left}: use num_products <= {2 * target.rank} "
-            f"(the exact trace costs {dim} products: op @ I)"
+            f"num_products={num_products} {what} the {target.rank} dimensions{left}: use "
+            f"num_products <= {2 * target.rank} (the exact trace costs {dim} products: op @ I)"
         )
     if method == "hutch++" and num_products // 3 > dim:
         raise ValueError(
